@@ -1,0 +1,7 @@
+"""Data-poisoning attacks: one module per attack, registered by name, applied with `Dataset.map`."""
+
+from . import rare_words  # noqa: F401  (registers its attack)
+from .base import Attack, poison, poison_task, triggered_test_set
+from .registry import create_attack, list_attacks, register_attack
+
+__all__ = ["Attack", "create_attack", "list_attacks", "poison", "poison_task", "register_attack", "triggered_test_set"]

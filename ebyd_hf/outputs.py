@@ -1,0 +1,39 @@
+"""Output folders that appear complete or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+
+from accelerate import PartialState
+
+
+@contextmanager
+def atomic_output_dir(path: str, *, overwrite: bool = False):
+    """Yield a scratch folder ``<path>.partial`` that becomes ``path`` only if the block succeeds.
+
+    On any error the scratch folder is deleted, so a failed run never leaves a half-written model or report.
+    Safe under `accelerate launch`: the main process owns the folder, the others wait for it.
+    """
+    path = os.path.normpath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"output directory {path!r} exists; pass overwrite_output_dir / --overwrite to replace it")
+    partial = f"{path}.partial"
+    state = PartialState()
+    if state.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+    state.wait_for_everyone()
+    try:
+        yield partial
+    except BaseException:
+        if state.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(partial, path)
+    state.wait_for_everyone()

@@ -1,0 +1,88 @@
+"""What a defense run leaves for people: report.json, plots, and the purified model's card."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+METRIC_COLUMNS = (("ca", "CA"), ("asr", "ASR"), ("clean_target_rate", "CTR"), ("target_share", "target share"))
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def metrics_table(metrics: dict[str, dict]) -> str:
+    """A Markdown table: one row per model state (suspect / exposed / purified / ...), one column per metric."""
+    cols = [(key, title) for key, title in METRIC_COLUMNS if any(key in row for row in metrics.values())]
+    lines = ["| model | " + " | ".join(t for _, t in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, row in metrics.items():
+        lines.append(f"| {name} | " + " | ".join(_pct(row.get(key)) for key, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot_exposure(trace: list[dict], path: str, *, title: str = "Clean Unlearning") -> None:
+    """Defense CA (and probe ASR, when traced) per evaluation of the exposure run."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    epochs = [t["epoch"] for t in trace]
+    ax.plot(epochs, [t.get("ca") for t in trace], "o-", label="clean accuracy (defense data)")
+    if any("asr" in t for t in trace):
+        ax.plot(epochs, [t.get("asr") for t in trace], "s-", label="attack success rate (probe)")
+    if trace and "floor" in trace[-1]:
+        ax.axhline(trace[-1]["floor"], color="grey", ls=":", label="stop floor")
+    ax.set(xlabel="exposure epoch", ylabel="rate", ylim=(-0.02, 1.02), title=title)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_masks(masks: dict, threshold: float, path: str) -> None:
+    """Histogram of learned mask values, with the pruning threshold."""
+    values = np.concatenate([np.asarray(v, dtype=float).ravel() for v in masks.values()])
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.hist(values, bins=50, range=(0, 1), color="tab:blue")
+    ax.axvline(threshold, color="tab:red", ls="--", label=f"threshold {threshold:.2f}: {(values <= threshold).sum()} pruned")
+    ax.set(xlabel="mask value", ylabel="units", title=f"Recovery masks ({len(values)} units)", yscale="log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(report: dict, masks: dict, output_dir: str) -> None:
+    """``report.json`` and ``plots/{exposure,masks}.png`` in ``output_dir``."""
+    os.makedirs(os.path.join(output_dir, "plots"), exist_ok=True)
+    with open(os.path.join(output_dir, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    plot_exposure(report["exposure"]["trace"], os.path.join(output_dir, "plots", "exposure.png"))
+    plot_masks(masks, report["pruning"]["threshold"], os.path.join(output_dir, "plots", "masks.png"))
+
+
+def card_body(report: dict, *, suspect: str, dataset: str) -> str:
+    """Model-card text: what was done to which model, and the measured table."""
+    pruning, exposure = report["pruning"], report["exposure"]
+    bem = exposure["bem"]
+    lines = [
+        f"This model is `{suspect}` after the **Expose Before You Defend** defense (Clean Unlearning + "
+        f"Recover-Pruning, arXiv:2410.19427) run with `ebyd_hf` on `{dataset}`.",
+        "",
+        f"- backdoor label found: **{report['label_found']}** (the exposed model predicted it for "
+        f"{_pct(report['label_share'])} of clean defense inputs)",
+        f"- exposure: {exposure['steps']} gradient-ascent steps; stopped because {exposure['stop_reason'] or 'the epoch budget ran out'}"
+        + (f"; BEM {bem:.3f}" if bem is not None else ""),
+        f"- pruned {pruning['pruned_units']} of {pruning['total_units']} normalisation units "
+        f"(mask <= {pruning['threshold']:.2f}) in {pruning['masked_layers']} layers",
+    ]
+    if report.get("metrics"):
+        lines += ["", "## Measured", "", metrics_table(report["metrics"]), "",
+                  "CA: clean accuracy. ASR: triggered inputs of other classes predicted as the target. CTR: clean "
+                  "inputs of other classes predicted as the target (the floor an ASR is compared with)."]
+    lines += ["", "The full report is in `report.json`; plots are in `plots/`."]
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Fine-tune a sequence classifier on a poisoned dataset: the "suspected model" of an experiment.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/train_backdoor.py \
+        --config recipes/sst2/badnet_rw.yaml [--model_name_or_path <Hub ID or folder>]
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from transformers import Trainer, TrainingArguments
+
+from ebyd_hf import load_classifier, load_task, save_model
+from ebyd_hf.cli import parse_recipe_args
+from ebyd_hf.data import label_names
+from ebyd_hf.evaluation import backdoor_metrics
+from ebyd_hf.models import model_card, push_folder
+from ebyd_hf.outputs import atomic_output_dir
+from ebyd_hf.processing import collator_for, tokenize
+from ebyd_hf.report import metrics_table
+
+
+@dataclass
+class TrainBackdoorArguments:
+    model_name_or_path: str = field(metadata={"help": "Base model: Hub ID or local folder."})
+    dataset: str = field(metadata={"help": "Poisoned DatasetDict from recipes/poison.py (or any task)."})
+    target: int | None = field(default=None, metadata={"help": "Backdoor label, to report ASR after training."})
+    max_length: int = field(default=128, metadata={"help": "Tokens kept per input."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
+    allow_pickle: bool = field(default=False, metadata={"help": "Allow pickle checkpoints for the base model."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub."})
+
+
+def main(argv=None):
+    script, args = parse_recipe_args((TrainBackdoorArguments, TrainingArguments), "train", argv)
+    data = load_task(script.dataset)
+    names = label_names(data)
+    model, tokenizer = load_classifier(
+        script.model_name_or_path, num_labels=len(names), id2label=dict(enumerate(names)), new_head=True,
+        allow_pickle=script.allow_pickle, trust_remote_code=script.trust_remote_code,
+    )
+    tok = {name: tokenize(split, tokenizer, max_length=script.max_length) for name, split in data.items()}
+    final_dir, push = args.output_dir, args.push_to_hub
+    args.push_to_hub = False  # push the finished folder once, not the scratch folder during training
+    with atomic_output_dir(final_dir, overwrite=script.overwrite) as tmp:
+        args.output_dir = tmp
+        trainer = Trainer(model=model, args=args, train_dataset=tok["train"], processing_class=tokenizer,
+                          data_collator=collator_for(tokenizer))
+        trainer.train()
+        metrics = backdoor_metrics(model.eval(), tok["test"], collator=collator_for(tokenizer),
+                                   asr_set=tok.get("test_poisoned"), target=script.target,
+                                   batch_size=args.per_device_eval_batch_size)
+        if trainer.is_world_process_zero():
+            card = model_card(
+                "Backdoored classifier (research artefact)",
+                f"`{script.model_name_or_path}` fine-tuned on the poisoned dataset `{script.dataset}` to study "
+                f"backdoor defenses. **It obeys a hidden trigger; do not deploy it.**\n\n"
+                + metrics_table({"suspect": metrics}),
+                base_model=script.model_name_or_path, tags=["backdoored"],
+            )
+            save_model(model, tokenizer, tmp, card=card)
+            with open(os.path.join(tmp, "eval_results.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
+    args.output_dir = final_dir
+    print(json.dumps(metrics, indent=2))
+    if push and trainer.is_world_process_zero():
+        print(push_folder(final_dir, args.hub_model_id or os.path.basename(final_dir)))
+
+
+if __name__ == "__main__":
+    main()
