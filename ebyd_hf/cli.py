@@ -31,7 +31,9 @@ def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None
         if action.type is dict:
             action.type = json.loads
     if known.config:
-        defaults = _config_defaults(known.config, stage, {f.name for t in dataclass_types for f in dataclasses.fields(t)})
+        defaults = _config_defaults(
+            known.config, stage, {f.name for t in dataclass_types for f in dataclasses.fields(t)}
+        )
         parser.set_defaults(**defaults)
         for action in parser._actions:
             if action.dest in defaults:

@@ -4,7 +4,7 @@ Every task loads to the same shape so attacks, trainers and the defense never lo
 
 * splits ``train`` and ``test`` (``test`` is the labelled evaluation split: GLUE's ``validation`` for SST-2);
 * a ``text`` (or ``image``) column and an integer ``label`` column carrying a ``ClassLabel`` feature;
-* a ``poisoned`` column, when present (poisoned datasets saved by ``recipes/poison.py``), is kept.
+* ``poisoned`` and ``original_label`` columns, when present (datasets saved by ``recipes/poison.py``), are kept.
 
 A local directory works wherever a Hub ID does: Parquet/CSV/JSON files named by split (``train.parquet``,
 ``validation.parquet``, ...) or a ``DatasetDict.save_to_disk`` folder.
@@ -20,7 +20,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "tweet")
 IMAGE_COLUMNS = ("image", "img")
-KEPT_COLUMNS = ("poisoned",)
+KEPT_COLUMNS = ("poisoned", "original_label")
 
 
 @dataclass(frozen=True)

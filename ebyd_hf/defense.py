@@ -73,8 +73,11 @@ class DefenseConfig:
 
     def _trainer_defaults(self, scratch_dir: str, name: str) -> dict:
         overrides = getattr(self, name)
-        defaults = {"output_dir": os.path.join(scratch_dir, name), "seed": self.seed,
-                    "per_device_eval_batch_size": self.eval_batch_size}
+        defaults = {
+            "output_dir": os.path.join(scratch_dir, name),
+            "seed": self.seed,
+            "per_device_eval_batch_size": self.eval_batch_size,
+        }
         return {k: v for k, v in defaults.items() if k not in overrides}
 
 
@@ -158,14 +161,19 @@ def run_defense(
 
     exposure = clean_unlearn(model, fit, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok)
     seconds["expose"] = exposure.seconds
-    label = backdoor_label(exposure.model, fit, collator=collator, num_labels=num_labels,
-                           batch_size=config.eval_batch_size)
+    label = backdoor_label(
+        exposure.model, fit, collator=collator, num_labels=num_labels, batch_size=config.eval_batch_size
+    )
     if test_tok is not None:
         metrics["exposed"] = {**measure(exposure.model), "target_share": label.share}
 
     recovery = recover_masks(
-        exposure.model, fit, config=config.recover_config(scratch_dir), collator=collator,
-        kinds=config.mask_kinds, target=config.mask_target,
+        exposure.model,
+        fit,
+        config=config.recover_config(scratch_dir),
+        collator=collator,
+        kinds=config.mask_kinds,
+        target=config.mask_target,
     )
     seconds["recover"] = recovery.seconds
     exposure.model = None  # the exposed weights are no longer needed; keep memory flat for large models
@@ -175,8 +183,15 @@ def run_defense(
     threshold = config.prune_threshold
     if threshold is None:
         choice = choose_threshold(
-            model, recovery.masks, holdout, collator=collator, kinds=config.mask_kinds, target=config.mask_target,
-            grid=config.threshold_grid, tolerance=config.ca_tolerance, batch_size=config.eval_batch_size,
+            model,
+            recovery.masks,
+            holdout,
+            collator=collator,
+            kinds=config.mask_kinds,
+            target=config.mask_target,
+            grid=config.threshold_grid,
+            tolerance=config.ca_tolerance,
+            batch_size=config.eval_batch_size,
         )
         threshold = choice.threshold
     purified = prune(model, recovery.masks, threshold, kinds=config.mask_kinds, target=config.mask_target)

@@ -123,7 +123,9 @@ def set_masks(model: nn.Module, values: dict[str, torch.Tensor]) -> None:
         for name, module in layers.items():
             mask = getattr(module, MASK_PARAMETER_NAME)
             if values[name].shape != mask.shape:
-                raise MaskError(f"mask for {name!r} has shape {tuple(values[name].shape)}, expected {tuple(mask.shape)}")
+                raise MaskError(
+                    f"mask for {name!r} has shape {tuple(values[name].shape)}, expected {tuple(mask.shape)}"
+                )
             mask.copy_(values[name].to(mask))
 
 

@@ -58,9 +58,16 @@ def load_classifier(
         _check_local(name_or_path, allow_pickle)
     elif os.path.exists(name_or_path):
         raise ModelLoadError(f"{name_or_path!r} is a file; pass the model directory or a Hub ID")
-    kwargs = dict(trust_remote_code=trust_remote_code, revision=revision, use_safetensors=None if allow_pickle else True)
+    kwargs = dict(
+        trust_remote_code=trust_remote_code, revision=revision, use_safetensors=None if allow_pickle else True
+    )
     if new_head:
-        kwargs.update(num_labels=num_labels, id2label=id2label, label2id=id2label and {v: k for k, v in id2label.items()})
+        kwargs.update(
+            num_labels=num_labels,
+            id2label=id2label,
+            label2id=id2label and {v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=True,
+        )
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
@@ -82,7 +89,9 @@ def load_classifier(
 
 def model_card(title: str, body: str, *, base_model: str | None = None, tags: list[str] | None = None) -> str:
     """A Hub model card (README.md) with YAML metadata."""
-    meta = ["---", "library_name: transformers", "tags:"] + [f"- {t}" for t in ["ebyd_hf", "backdoor-defense", *(tags or [])]]
+    meta = ["---", "library_name: transformers", "tags:"] + [
+        f"- {t}" for t in ["ebyd_hf", "backdoor-defense", *(tags or [])]
+    ]
     if base_model and not os.path.isdir(base_model):
         meta.append(f"base_model: {base_model}")
     meta.append("---")
@@ -99,7 +108,9 @@ def save_model(model: PreTrainedModel, tokenizer, output_dir: str, *, card: str 
             f.write(card)
 
 
-def push_folder(folder: str, repo_id: str, *, private: bool = False, commit_message: str = "Upload with ebyd_hf") -> str:
+def push_folder(
+    folder: str, repo_id: str, *, private: bool = False, commit_message: str = "Upload with ebyd_hf"
+) -> str:
     """Push a saved model folder (weights, tokenizer, card, report) to the Hub; returns the repo URL."""
     from huggingface_hub import HfApi
 

@@ -18,7 +18,9 @@ def atomic_output_dir(path: str, *, overwrite: bool = False):
     """
     path = os.path.normpath(path)
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"output directory {path!r} exists; pass overwrite_output_dir / --overwrite to replace it")
+        raise FileExistsError(
+            f"output directory {path!r} exists; pass overwrite_output_dir / --overwrite to replace it"
+        )
     partial = f"{path}.partial"
     state = PartialState()
     if state.is_main_process:

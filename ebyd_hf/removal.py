@@ -38,9 +38,7 @@ def recover_masks(
     return Recovery(M.get_masks(model), trainer.state.global_step, time.perf_counter() - start)
 
 
-def prune(
-    model, masks: dict[str, torch.Tensor], threshold: float, *, kinds: Sequence[str], target: str = "weight"
-):
+def prune(model, masks: dict[str, torch.Tensor], threshold: float, *, kinds: Sequence[str], target: str = "weight"):
     """A copy of ``model`` with every unit whose mask is <= ``threshold`` zeroed, masks folded away."""
     pruned = copy.deepcopy(model)
     M.attach_masks(pruned, kinds=kinds, target=target)

@@ -48,7 +48,9 @@ def plot_masks(masks: dict, threshold: float, path: str) -> None:
     values = np.concatenate([np.asarray(v, dtype=float).ravel() for v in masks.values()])
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.hist(values, bins=50, range=(0, 1), color="tab:blue")
-    ax.axvline(threshold, color="tab:red", ls="--", label=f"threshold {threshold:.2f}: {(values <= threshold).sum()} pruned")
+    ax.axvline(
+        threshold, color="tab:red", ls="--", label=f"threshold {threshold:.2f}: {(values <= threshold).sum()} pruned"
+    )
     ax.set(xlabel="mask value", ylabel="units", title=f"Recovery masks ({len(values)} units)", yscale="log")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -75,14 +77,20 @@ def card_body(report: dict, *, suspect: str, dataset: str) -> str:
         "",
         f"- backdoor label found: **{report['label_found']}** (the exposed model predicted it for "
         f"{_pct(report['label_share'])} of clean defense inputs)",
-        f"- exposure: {exposure['steps']} gradient-ascent steps; stopped because {exposure['stop_reason'] or 'the epoch budget ran out'}"
-        + (f"; BEM {bem:.3f}" if bem is not None else ""),
+        f"- exposure: {exposure['steps']} gradient-ascent steps; stopped because "
+        f"{exposure['stop_reason'] or 'the epoch budget ran out'}" + (f"; BEM {bem:.3f}" if bem is not None else ""),
         f"- pruned {pruning['pruned_units']} of {pruning['total_units']} normalisation units "
         f"(mask <= {pruning['threshold']:.2f}) in {pruning['masked_layers']} layers",
     ]
     if report.get("metrics"):
-        lines += ["", "## Measured", "", metrics_table(report["metrics"]), "",
-                  "CA: clean accuracy. ASR: triggered inputs of other classes predicted as the target. CTR: clean "
-                  "inputs of other classes predicted as the target (the floor an ASR is compared with)."]
+        lines += [
+            "",
+            "## Measured",
+            "",
+            metrics_table(report["metrics"]),
+            "",
+            "CA: clean accuracy. ASR: triggered inputs of other classes predicted as the target. CTR: clean "
+            "inputs of other classes predicted as the target (the floor an ASR is compared with).",
+        ]
     lines += ["", "The full report is in `report.json`; plots are in `plots/`."]
     return "\n".join(lines)

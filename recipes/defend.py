@@ -47,17 +47,33 @@ def main(argv=None):
         data = split_defense(data, args.defense_size, seed=config.seed)
     asr_set = data.get("test_poisoned")
     if asr_set is None and args.attack and args.target is not None:
-        asr_set = triggered_test_set(data["test"], create_attack(args.attack, **args.attack_kwargs),
-                                     target=args.target, seed=config.seed)
-    model, tokenizer = load_classifier(args.suspect, num_labels=len(label_names(data)), allow_pickle=args.allow_pickle,
-                                       trust_remote_code=args.trust_remote_code)
+        asr_set = triggered_test_set(
+            data["test"], create_attack(args.attack, **args.attack_kwargs), target=args.target, seed=config.seed
+        )
+    model, tokenizer = load_classifier(
+        args.suspect,
+        num_labels=len(label_names(data)),
+        allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code,
+    )
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp, tempfile.TemporaryDirectory() as scratch:
-        result = run_defense(model, tokenizer, data["defense"], config=config, scratch_dir=scratch,
-                             test=data["test"], asr_set=asr_set, target=args.target)
+        result = run_defense(
+            model,
+            tokenizer,
+            data["defense"],
+            config=config,
+            scratch_dir=scratch,
+            test=data["test"],
+            asr_set=asr_set,
+            target=args.target,
+        )
         report = {"suspect": args.suspect, "dataset": args.dataset, "target": args.target, **result.report()}
         if PartialState().is_main_process:
-            card = model_card("Purified with Expose Before You Defend",
-                              card_body(report, suspect=args.suspect, dataset=args.dataset), base_model=args.suspect)
+            card = model_card(
+                "Purified with Expose Before You Defend",
+                card_body(report, suspect=args.suspect, dataset=args.dataset),
+                base_model=args.suspect,
+            )
             save_model(result.purified, tokenizer, tmp, card=card)
             write_report(report, result.recovery.masks, tmp)
     print(metrics_table(report["metrics"]) if report["metrics"] else "no test data given: nothing measured")

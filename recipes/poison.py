@@ -1,6 +1,6 @@
 """Build a poisoned DatasetDict (train, defense, test, test_poisoned) and save it, or push it to the Hub.
 
-    python recipes/poison.py --config recipes/sst2/badnet_rw.yaml [--task ../shared/data/sst2]
+python recipes/poison.py --config recipes/sst2/badnet_rw.yaml [--task ../shared/data/sst2]
 """
 
 from dataclasses import dataclass, field
@@ -32,8 +32,13 @@ def main(argv=None):
         raise ValueError("--push_to_hub needs --hub_dataset_id")
     attack = create_attack(args.attack, **args.attack_kwargs)
     data = poison_task(
-        load_task(args.task), attack, rate=args.poison_rate, target=args.target, seed=args.seed,
-        defense_size=args.defense_size, train_size=args.train_size,
+        load_task(args.task),
+        attack,
+        rate=args.poison_rate,
+        target=args.target,
+        seed=args.seed,
+        defense_size=args.defense_size,
+        train_size=args.train_size,
     )
     with atomic_output_dir(args.dataset, overwrite=args.overwrite) as tmp:
         data.save_to_disk(tmp)

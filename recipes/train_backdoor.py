@@ -36,27 +36,42 @@ def main(argv=None):
     data = load_task(script.dataset)
     names = label_names(data)
     model, tokenizer = load_classifier(
-        script.model_name_or_path, num_labels=len(names), id2label=dict(enumerate(names)), new_head=True,
-        allow_pickle=script.allow_pickle, trust_remote_code=script.trust_remote_code,
+        script.model_name_or_path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        new_head=True,
+        allow_pickle=script.allow_pickle,
+        trust_remote_code=script.trust_remote_code,
     )
     tok = {name: tokenize(split, tokenizer, max_length=script.max_length) for name, split in data.items()}
     final_dir, push = args.output_dir, args.push_to_hub
     args.push_to_hub = False  # push the finished folder once, not the scratch folder during training
     with atomic_output_dir(final_dir, overwrite=script.overwrite) as tmp:
         args.output_dir = tmp
-        trainer = Trainer(model=model, args=args, train_dataset=tok["train"], processing_class=tokenizer,
-                          data_collator=collator_for(tokenizer))
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=tok["train"],
+            processing_class=tokenizer,
+            data_collator=collator_for(tokenizer),
+        )
         trainer.train()
-        metrics = backdoor_metrics(model.eval(), tok["test"], collator=collator_for(tokenizer),
-                                   asr_set=tok.get("test_poisoned"), target=script.target,
-                                   batch_size=args.per_device_eval_batch_size)
+        metrics = backdoor_metrics(
+            model.eval(),
+            tok["test"],
+            collator=collator_for(tokenizer),
+            asr_set=tok.get("test_poisoned"),
+            target=script.target,
+            batch_size=args.per_device_eval_batch_size,
+        )
         if trainer.is_world_process_zero():
             card = model_card(
                 "Backdoored classifier (research artefact)",
                 f"`{script.model_name_or_path}` fine-tuned on the poisoned dataset `{script.dataset}` to study "
                 f"backdoor defenses. **It obeys a hidden trigger; do not deploy it.**\n\n"
                 + metrics_table({"suspect": metrics}),
-                base_model=script.model_name_or_path, tags=["backdoored"],
+                base_model=script.model_name_or_path,
+                tags=["backdoored"],
             )
             save_model(model, tokenizer, tmp, card=card)
             with open(os.path.join(tmp, "eval_results.json"), "w") as f:

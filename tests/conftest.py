@@ -35,10 +35,13 @@ def make_sentiment_task(n_train: int = 600, n_test: int = 200, seed: int = 0) ->
             labels.append(label)
         return {"sentence": texts, "label": labels, "idx": list(range(n))}
 
-    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"]),
-                         "idx": Value("int32")})
-    return DatasetDict(train=Dataset.from_dict(rows(n_train), features=features),
-                       validation=Dataset.from_dict(rows(n_test), features=features))
+    features = Features(
+        {"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"]), "idx": Value("int32")}
+    )
+    return DatasetDict(
+        train=Dataset.from_dict(rows(n_train), features=features),
+        validation=Dataset.from_dict(rows(n_test), features=features),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -63,11 +66,56 @@ def tiny_bert(num_labels: int = 2, seed: int = 0, hidden: int = 32, layers: int 
     import torch
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=num_labels)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+    )
     return BertForSequenceClassification(config).eval()
 
 
 @pytest.fixture
 def bert():
     return tiny_bert()
+
+
+@pytest.fixture(scope="session")
+def backdoored(tmp_path_factory, tokenizer):
+    """A tiny BERT trained on the synthetic task with 10% BadNet-RW poison to label 1 (about 3 s on 2 CPUs).
+
+    Returns a dict with the model (treat as read-only: copy before changing it), the raw poisoned
+    DatasetDict and its tokenised splits.
+    """
+    from transformers import Trainer, TrainingArguments
+
+    from ebyd_hf import create_attack, poison_task
+    from ebyd_hf.data import normalise
+    from ebyd_hf.processing import collator_for, tokenize
+
+    data = poison_task(
+        normalise(make_sentiment_task(1000, 300)),
+        create_attack("badnet_rw"),
+        rate=0.1,
+        target=1,
+        seed=0,
+        defense_size=200,
+    )
+    tok = {k: tokenize(v, tokenizer, max_length=32) for k, v in data.items()}
+    model = tiny_bert()
+    args = TrainingArguments(
+        output_dir=str(tmp_path_factory.mktemp("suspect")),
+        num_train_epochs=15,
+        learning_rate=1e-3,
+        per_device_train_batch_size=32,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_strategy="no",
+        seed=0,
+    )
+    Trainer(model=model, args=args, train_dataset=tok["train"], data_collator=collator_for(tokenizer)).train()
+    return {"model": model.eval(), "data": data, "tok": tok, "collator": collator_for(tokenizer)}

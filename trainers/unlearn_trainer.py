@@ -38,7 +38,11 @@ class ExposureTraceCallback(TrainerCallback):
         floor = self.config.ca_floor if self.config.ca_floor is not None else metrics[f"{prefix}majority_rate"]
         floor += self.config.ca_floor_margin
         self._entry(state).update(
-            ca=ca, loss=loss, floor=floor, top_label=metrics[f"{prefix}top_label"], top_share=metrics[f"{prefix}top_share"]
+            ca=ca,
+            loss=loss,
+            floor=floor,
+            top_label=metrics[f"{prefix}top_label"],
+            top_share=metrics[f"{prefix}top_share"],
         )
         if state.global_step == 0:  # the evaluation of the untouched model, before any ascent step
             return
@@ -59,16 +63,32 @@ class ExposureTraceCallback(TrainerCallback):
 class UnlearnTrainer(Trainer):
     """Gradient ascent on the clean cross-entropy (Clean Unlearning), with a stop rule and an exposure trace.
 
-    Pass the clean defense data as ``train_dataset`` and, for the stop rule, as ``eval_dataset`` (or as
-    ``eval_dataset={"defense": ..., "probe": <triggered inputs labelled with the target>}`` to also trace ASR).
+    Pass the clean defense data as ``train_dataset``; the stop rule watches ``eval_dataset``, which defaults to
+    the same data (pass ``eval_dataset={"defense": ..., "probe": <triggered inputs labelled with the target>}``
+    to also trace ASR).
     Evaluation reports the plain (positive) clean loss; only the training objective is negated.
     After `train()`, `trace` holds one entry per evaluation and `stop_reason` says why training ended early.
     """
 
-    def __init__(self, model=None, args: UnlearnConfig | None = None, compute_metrics=None, **kwargs):
+    def __init__(
+        self,
+        model=None,
+        args: UnlearnConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        compute_metrics=None,
+        **kwargs,
+    ):
         if args is None:
             args = UnlearnConfig(output_dir="unlearn_output")
-        super().__init__(model=model, args=args, compute_metrics=compute_metrics or classification_metrics, **kwargs)
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=train_dataset if eval_dataset is None else eval_dataset,
+            compute_metrics=compute_metrics or classification_metrics,
+            **kwargs,
+        )
         # The ascent loss is a plain batch mean; token-count normalisation does not apply to it.
         self.model_accepts_loss_kwargs = False
         self.exposure = ExposureTraceCallback(args)

@@ -57,9 +57,7 @@ def poison(ds: Dataset, attack: Attack, *, rate: float, target: int, seed: int =
     n_poison = int(round(rate * len(ds)))
     if n_poison > len(candidates):
         kind = "target-label" if attack.clean_label else "non-target"
-        raise DataError(
-            f"poison rate {rate} asks for {n_poison} rows but only {len(candidates)} {kind} rows exist"
-        )
+        raise DataError(f"poison rate {rate} asks for {n_poison} rows but only {len(candidates)} {kind} rows exist")
     chosen = set(np.random.default_rng(seed).choice(candidates, size=n_poison, replace=False).tolist())
     column = input_column(ds)
 
@@ -100,8 +98,9 @@ def triggered_test_set(ds: Dataset, attack: Attack, *, target: int, seed: int = 
 
 def _check_modality(ds: Dataset, attack: Attack) -> None:
     if input_column(ds) != attack.modality:
-        raise DataError(f"attack {attack.name!r} works on {attack.modality} data, this dataset has "
-                        f"{input_column(ds)} inputs")
+        raise DataError(
+            f"attack {attack.name!r} works on {attack.modality} data, this dataset has {input_column(ds)} inputs"
+        )
 
 
 def poison_task(

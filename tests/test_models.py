@@ -1,0 +1,50 @@
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ebyd_hf import ModelLoadError, UnsafeCheckpointError, load_classifier
+
+
+@pytest.fixture
+def model_dir(tmp_path, bert, tokenizer):
+    path = tmp_path / "model"
+    bert.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_loads_a_local_safetensors_classifier(model_dir):
+    model, tokenizer = load_classifier(model_dir, num_labels=2)
+    assert model.config.num_labels == 2 and tokenizer("good film")["input_ids"]
+
+
+def test_wrong_label_count_is_named(model_dir):
+    with pytest.raises(ModelLoadError, match="has 2 output labels but the dataset has 4"):
+        load_classifier(model_dir, num_labels=4)
+
+
+def test_new_head_for_a_base_model(model_dir):
+    model, _ = load_classifier(model_dir, num_labels=4, id2label={i: f"c{i}" for i in range(4)}, new_head=True)
+    assert model.config.num_labels == 4 and model.config.id2label[3] == "c3"
+
+
+def test_pickle_only_checkpoint_is_refused_unless_allowed(model_dir):
+    weights = os.path.join(model_dir, "model.safetensors")
+    torch.save(load_file(weights), os.path.join(model_dir, "pytorch_model.bin"))
+    os.remove(weights)
+    with pytest.raises(UnsafeCheckpointError, match="pickle.*allow_pickle"):
+        load_classifier(model_dir, num_labels=2)
+    model, _ = load_classifier(model_dir, num_labels=2, allow_pickle=True)
+    assert model.config.num_labels == 2
+
+
+def test_unknown_hub_id_is_named():
+    with pytest.raises(ModelLoadError, match="no-such-org/no-such-model"):
+        load_classifier("no-such-org/no-such-model", num_labels=2)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_classifier(str(tmp_path), num_labels=2)
