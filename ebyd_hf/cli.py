@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
+import torch
 import yaml
 from transformers import HfArgumentParser
 
@@ -22,6 +24,7 @@ def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None
     """Parse ``--config recipe.yaml`` plus flags into instances of ``dataclass_types``."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+    _use_cpu_processes_without_gpus()
     argv = sys.argv[1:] if argv is None else argv
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
@@ -39,6 +42,13 @@ def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None
             if action.dest in defaults:
                 action.required = False
     return parser.parse_args_into_dataclasses(rest)
+
+
+def _use_cpu_processes_without_gpus() -> None:
+    # `accelerate launch --multi_gpu` on a machine without GPUs starts one process per rank but leaves
+    # transformers/accelerate in single-process mode; asking for CPU processes makes them join one gloo group.
+    if "LOCAL_RANK" in os.environ and not torch.cuda.is_available():
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 
 
 def _config_defaults(path: str, stage: str, fields: set[str]) -> dict:

@@ -6,7 +6,14 @@ import os
 import shutil
 from contextlib import contextmanager
 
+import torch
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
+
+
+def process_state() -> PartialState:
+    """This process's place in an `accelerate launch` run, CPU-only runs (gloo) included."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
 @contextmanager
@@ -22,7 +29,7 @@ def atomic_output_dir(path: str, *, overwrite: bool = False):
             f"output directory {path!r} exists; pass overwrite_output_dir / --overwrite to replace it"
         )
     partial = f"{path}.partial"
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(partial)

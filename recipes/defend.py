@@ -11,14 +11,12 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 
-from accelerate import PartialState
-
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, run_defense, split_defense
 from ebyd_hf.attacks import triggered_test_set
 from ebyd_hf.cli import parse_recipe_args
 from ebyd_hf.data import label_names
 from ebyd_hf.models import model_card, push_folder, save_model
-from ebyd_hf.outputs import atomic_output_dir
+from ebyd_hf.outputs import atomic_output_dir, process_state
 from ebyd_hf.report import card_body, metrics_table, write_report
 
 
@@ -68,7 +66,7 @@ def main(argv=None):
             target=args.target,
         )
         report = {"suspect": args.suspect, "dataset": args.dataset, "target": args.target, **result.report()}
-        if PartialState().is_main_process:
+        if process_state().is_main_process:
             card = model_card(
                 "Purified with Expose Before You Defend",
                 card_body(report, suspect=args.suspect, dataset=args.dataset),
@@ -78,7 +76,7 @@ def main(argv=None):
             write_report(report, result.recovery.masks, tmp)
     print(metrics_table(report["metrics"]) if report["metrics"] else "no test data given: nothing measured")
     print(json.dumps({k: report[k] for k in ("label_found", "label_share")} | {"bem": report["exposure"]["bem"]}))
-    if args.push_to_hub and PartialState().is_main_process:
+    if args.push_to_hub and process_state().is_main_process:
         print(push_folder(args.output_dir, args.hub_model_id))
 
 

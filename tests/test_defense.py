@@ -194,3 +194,29 @@ def test_bad_poison_rate_writes_nothing(chain, tmp_path):
 def test_norm_free_module_is_refused():
     with pytest.raises(MaskError):
         M.attach_masks(nn.Linear(3, 3))
+
+
+def test_defend_recipe_runs_as_two_processes_under_accelerate_launch(chain):
+    import subprocess
+    import sys
+
+    root, argv = chain
+    out = root / "purified_ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "accelerate_configs" / "multi_cpu_ddp.yaml"),
+        str(ROOT / "recipes" / "defend.py"),
+        *argv,
+        "--output_dir",
+        str(out),
+        "--recover",
+        '{"num_train_epochs": 1, "disable_tqdm": true}',
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["label_found"] == 1
+    assert proc.stdout.count('"label_found"') == 2  # both ranks ran the pipeline and agreed
