@@ -1,7 +1,17 @@
-"""The EBYD defense of one suspected model: expose → find the backdoor label → recover masks → prune.
+"""The EBYD defense of one suspected model: expose → find the backdoor label → remove the backdoor.
 
 `run_defense` is the one entry point the recipes and benchmarks share. It only needs the suspect, its tokenizer
 and clean defense data; a clean test set (and a triggered copy with the target) only adds measurements.
+
+Removal methods (``DefenseConfig.removal``):
+
+* ``"trigger_unlearn"`` (the default for text): search the trigger words the backdoor label answers to, then
+  fine-tune them away on clean rows with the words inserted and true labels kept; repeat until a search finds
+  nothing new (`removal.search_and_unlearn`).
+* ``"recover_prune"`` (the paper's EBYD-RP, the default for images): learn neuron masks that recover the
+  exposed model's clean accuracy, prune the low-mask units of the original model.
+* ``"prune_finetune"``: Recover-Pruning, then fine-tuning on the clean rows with the pruned units held off.
+* ``"finetune"``: plain fine-tuning on the clean rows with the same settings, the baseline to beat.
 """
 
 from __future__ import annotations
@@ -12,18 +22,36 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from datasets import Dataset
+from transformers import TrainingArguments
 
 from trainers import MaskRecoveryConfig, UnlearnConfig
 
 from . import masks as M
-from .data import DataError, label_names
+from .data import DataError, input_column, label_names
 from .detection import LabelFinding, backdoor_label
 from .evaluation import backdoor_metrics
 from .exposure import Exposure, clean_unlearn
 from .processing import collator_for, tokenize
-from .removal import Recovery, ThresholdChoice, choose_threshold, prune, recover_masks
+from .removal import (
+    Recovery,
+    ThresholdChoice,
+    TriggerUnlearning,
+    choose_threshold,
+    finetune,
+    finetune_pruned,
+    prune,
+    recover_masks,
+    search_and_unlearn,
+)
+from .trigger_search import TriggerSearchConfig
 
 DEFAULT_GRID = [round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05)]
+REMOVALS = ("auto", "trigger_unlearn", "recover_prune", "prune_finetune", "finetune")
+# What "auto" means per modality: trigger unlearning beat Recover-Pruning on BERT-family text models in
+# benchmarks/text_purification.py; images keep the paper's method.
+DEFAULT_REMOVAL = {"text": "trigger_unlearn", "image": "recover_prune"}
+SEARCH_MODELS = ("suspect", "exposed")
+MASKED_REMOVALS = ("recover_prune", "prune_finetune")
 
 
 @dataclass
@@ -54,8 +82,24 @@ class DefenseConfig:
         default=0.02, metadata={"help": "Held-out accuracy the chosen threshold may cost, as a fraction."}
     )
     seed: int = field(default=42, metadata={"help": "Seed for the hold-out split and the trainers."})
+    removal: str = field(
+        default="auto",
+        metadata={"help": f"One of {REMOVALS}; 'auto' is {DEFAULT_REMOVAL} by the data's modality."},
+    )
     unlearn: dict = field(default_factory=dict, metadata={"help": "UnlearnConfig overrides (JSON on the CLI)."})
     recover: dict = field(default_factory=dict, metadata={"help": "MaskRecoveryConfig overrides (JSON on the CLI)."})
+    search: dict = field(
+        default_factory=dict, metadata={"help": 'TriggerSearchConfig overrides, e.g. {"min_flip_rate": 0.9}.'}
+    )
+    search_model: str = field(
+        default="suspect",
+        metadata={"help": "Model the first trigger search ranks and verifies on: 'suspect' or 'exposed'."},
+    )
+    search_rounds: int = field(default=3, metadata={"help": "Most search → unlearn rounds of trigger_unlearn."})
+    finetune: dict = field(
+        default_factory=dict,
+        metadata={"help": "TrainingArguments overrides for the fine-tuning of trigger_unlearn / prune_finetune."},
+    )
 
     def __post_init__(self):
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -64,6 +108,35 @@ class DefenseConfig:
             raise ValueError(f"prune_threshold must be in [0, 1], got {self.prune_threshold}")
         if self.mask_target not in M.MASK_TARGETS:
             raise ValueError(f"mask_target must be one of {M.MASK_TARGETS}, got {self.mask_target!r}")
+        if self.removal not in REMOVALS:
+            raise ValueError(f"removal must be one of {REMOVALS}, got {self.removal!r}")
+        if self.search_model not in SEARCH_MODELS:
+            raise ValueError(f"search_model must be one of {SEARCH_MODELS}, got {self.search_model!r}")
+        if self.search_rounds < 1:
+            raise ValueError(f"search_rounds must be at least 1, got {self.search_rounds}")
+        self.search_config()  # fail on a bad search option now, not after the exposure
+
+    def removal_for(self, modality: str) -> str:
+        return DEFAULT_REMOVAL[modality] if self.removal == "auto" else self.removal
+
+    def search_config(self) -> TriggerSearchConfig:
+        try:
+            return TriggerSearchConfig(**{"max_length": self.max_length, "seed": self.seed, **self.search})
+        except TypeError as err:  # an unknown key
+            raise ValueError(f"bad trigger search option in {self.search}: {err}") from err
+
+    def finetune_args(self, scratch_dir: str) -> TrainingArguments:
+        # Small constant steps over ~800 rows (clean + triggered): enough to unlearn a rare-word trigger.
+        defaults = {
+            "learning_rate": 2e-5,
+            "num_train_epochs": 3,
+            "per_device_train_batch_size": 32,
+            "lr_scheduler_type": "constant",
+            "save_strategy": "no",
+            "logging_strategy": "epoch",
+            "report_to": "none",
+        }
+        return TrainingArguments(**{**defaults, **self._trainer_defaults(scratch_dir, "finetune"), **self.finetune})
 
     def unlearn_config(self, scratch_dir: str) -> UnlearnConfig:
         return UnlearnConfig(**self._trainer_defaults(scratch_dir, "unlearn"), **self.unlearn)
@@ -86,20 +159,22 @@ class DefenseResult:
     purified: object
     exposure: Exposure
     label: LabelFinding
-    recovery: Recovery
-    threshold: ThresholdChoice | None
-    prune_threshold: float
+    removal: str = "recover_prune"
+    recovery: Recovery | None = None
+    threshold: ThresholdChoice | None = None
+    prune_threshold: float | None = None
+    unlearning: TriggerUnlearning | None = None
     metrics: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     config: DefenseConfig | None = None
 
     def report(self) -> dict:
         """Everything a person needs to judge the run, as plain JSON-able data."""
-        units = {name: int(v.numel()) for name, v in self.recovery.masks.items()}
-        return {
+        out = {
             "label_found": self.label.label,
             "label_share": self.label.share,
             "prediction_counts": self.label.counts,
+            "removal": self.removal,
             "metrics": self.metrics,
             "exposure": {
                 "bem": self.exposure.bem,
@@ -107,17 +182,22 @@ class DefenseResult:
                 "stop_reason": self.exposure.stop_reason,
                 "trace": self.exposure.trace,
             },
-            "pruning": {
+        }
+        if self.recovery is not None:
+            units = {name: int(v.numel()) for name, v in self.recovery.masks.items()}
+            out["pruning"] = {
                 "threshold": self.prune_threshold,
                 "pruned_units": M.count_pruned(self.recovery.masks, self.prune_threshold),
                 "total_units": sum(units.values()),
                 "masked_layers": len(units),
                 "recovery_steps": self.recovery.steps,
                 "threshold_search": asdict(self.threshold) if self.threshold else None,
-            },
-            "seconds": self.seconds,
-            "config": asdict(self.config) if self.config else None,
-        }
+            }
+        if self.unlearning is not None:
+            out["trigger_unlearning"] = self.unlearning.report()
+        out["seconds"] = self.seconds
+        out["config"] = asdict(self.config) if self.config else None
+        return out
 
 
 def run_defense(
@@ -130,21 +210,27 @@ def run_defense(
     test: Dataset | None = None,
     asr_set: Dataset | None = None,
     target: int | None = None,
+    exposure: Exposure | None = None,
 ) -> DefenseResult:
-    """Defend ``model`` with EBYD (CUL exposure + Recover-Pruning) using only the clean ``defense`` rows.
+    """Defend ``model`` with EBYD (CUL exposure, backdoor label, then ``config.removal``) using only the clean
+    ``defense`` rows.
 
     ``test`` (clean, with labels), ``asr_set`` (triggered, see `attacks.triggered_test_set`) and ``target`` are
-    used only to measure CA/ASR before and after; nothing is chosen on them. The returned purified model is a
-    pruned copy of ``model`` with plain weights (no masks attached).
+    used only to measure CA/ASR before and after; nothing is chosen on them. ``exposure`` reuses the exposure of
+    an earlier run on the same model, data and config seed (to compare removal methods without exposing
+    again). The purified model is a new model with plain weights (no masks attached); ``model`` is untouched.
     """
     num_labels = len(label_names(defense))
     if model.config.num_labels != num_labels:
         raise DataError(f"the model has {model.config.num_labels} labels but the defense data has {num_labels}")
-    if not M.norm_layers(model, config.mask_kinds):
+    removal = config.removal_for(input_column(defense))
+    if removal in MASKED_REMOVALS and not M.norm_layers(model, config.mask_kinds):
         raise M.MaskError(
             f"{type(model).__name__} has no {'/'.join(config.mask_kinds)} layer: Recover-Pruning needs normalisation "
             "layers to mask"
         )
+    if removal == "trigger_unlearn" and input_column(defense) != "text":
+        raise DataError("removal 'trigger_unlearn' searches trigger words and needs text data")
     collator = collator_for(tokenizer)
     prep = lambda ds: tokenize(ds, tokenizer, max_length=config.max_length)  # noqa: E731
     split = defense.train_test_split(test_size=config.holdout_fraction, seed=config.seed, stratify_by_column="label")
@@ -159,43 +245,74 @@ def run_defense(
     if test_tok is not None:
         metrics["suspect"] = measure(model)
 
-    exposure = clean_unlearn(model, fit, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok)
+    if exposure is None:
+        exposure = clean_unlearn(
+            model, fit, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok
+        )
     seconds["expose"] = exposure.seconds
     label = backdoor_label(
         exposure.model, fit, collator=collator, num_labels=num_labels, batch_size=config.eval_batch_size
     )
     if test_tok is not None:
         metrics["exposed"] = {**measure(exposure.model), "target_share": label.share}
-
-    recovery = recover_masks(
-        exposure.model,
-        fit,
-        config=config.recover_config(scratch_dir),
-        collator=collator,
-        kinds=config.mask_kinds,
-        target=config.mask_target,
-    )
-    seconds["recover"] = recovery.seconds
-    exposure.model = None  # the exposed weights are no longer needed; keep memory flat for large models
+    result = DefenseResult(None, exposure, label, removal, metrics=metrics, seconds=seconds, config=config)
 
     start = time.perf_counter()
-    choice = None
+    if removal == "trigger_unlearn":
+        result.purified, result.unlearning = search_and_unlearn(
+            model,
+            split["train"],
+            label.label,
+            tokenizer=tokenizer,
+            search=config.search_config(),
+            rounds=config.search_rounds,
+            args=config.finetune_args(scratch_dir),
+            prep=prep,
+            collator=collator,
+            search_model=exposure.model if config.search_model == "exposed" else None,
+        )
+        seconds["unlearn_triggers"] = time.perf_counter() - start
+    elif removal == "finetune":
+        result.purified = finetune(model, fit, args=config.finetune_args(scratch_dir), collator=collator)
+        seconds["finetune"] = time.perf_counter() - start
+    else:
+        _recover_prune(result, model, fit, holdout, config=config, scratch_dir=scratch_dir, collator=collator)
+        seconds["recover"] = result.recovery.seconds
+        seconds["prune"] = time.perf_counter() - start - result.recovery.seconds
+    if test_tok is not None:
+        metrics["purified"] = measure(result.purified)
+    return result
+
+
+def _recover_prune(result: DefenseResult, model, fit, holdout, *, config: DefenseConfig, scratch_dir, collator):
+    """Recover-Pruning (and, for ``prune_finetune``, fine-tuning under the pruned mask) into ``result``."""
+    masking = {"kinds": config.mask_kinds, "target": config.mask_target}
+    result.recovery = recover_masks(
+        result.exposure.model, fit, config=config.recover_config(scratch_dir), collator=collator, **masking
+    )
     threshold = config.prune_threshold
     if threshold is None:
-        choice = choose_threshold(
+        result.threshold = choose_threshold(
             model,
-            recovery.masks,
+            result.recovery.masks,
             holdout,
             collator=collator,
-            kinds=config.mask_kinds,
-            target=config.mask_target,
             grid=config.threshold_grid,
             tolerance=config.ca_tolerance,
             batch_size=config.eval_batch_size,
+            **masking,
         )
-        threshold = choice.threshold
-    purified = prune(model, recovery.masks, threshold, kinds=config.mask_kinds, target=config.mask_target)
-    seconds["prune"] = time.perf_counter() - start
-    if test_tok is not None:
-        metrics["purified"] = measure(purified)
-    return DefenseResult(purified, exposure, label, recovery, choice, threshold, metrics, seconds, config)
+        threshold = result.threshold.threshold
+    result.prune_threshold = threshold
+    if result.removal == "prune_finetune":
+        result.purified = finetune_pruned(
+            model,
+            result.recovery.masks,
+            threshold,
+            fit,
+            args=config.finetune_args(scratch_dir),
+            collator=collator,
+            **masking,
+        )
+    else:
+        result.purified = prune(model, result.recovery.masks, threshold, **masking)

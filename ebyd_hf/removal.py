@@ -1,4 +1,5 @@
-"""Step 2b of EBYD: Recover-Pruning, and plain fine-tuning as the baseline it must beat."""
+"""Step 2b of EBYD, removing the backdoor: Recover-Pruning (the paper's), trigger unlearning (the text default),
+and plain fine-tuning, the baseline both must beat."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from transformers import Trainer, TrainingArguments
 
-from trainers import MaskRecoveryConfig, MaskRecoveryTrainer
+from trainers import MaskRecoveryConfig, MaskRecoveryTrainer, mask_parameters
 
 from . import masks as M
+from .attacks.text import insert_at_random_positions
 from .evaluation import predict
 from .metrics import clean_accuracy
+from .trigger_search import TriggerSearch, TriggerSearchConfig, search_triggers
 
 
 @dataclass
@@ -87,3 +90,101 @@ def finetune(model, train: Dataset, *, args: TrainingArguments, collator):
     trainer.train()
     tuned.eval()
     return tuned
+
+
+def finetune_pruned(
+    model,
+    masks: dict[str, torch.Tensor],
+    threshold: float,
+    train: Dataset,
+    *,
+    args: TrainingArguments,
+    collator,
+    kinds: Sequence[str],
+    target: str = "weight",
+):
+    """Prune a copy of ``model`` at ``threshold``, fine-tune it on clean data with the pruned units held off
+    (their hard masks attached and frozen), then fold the masks away."""
+    pruned = copy.deepcopy(model)
+    M.attach_masks(pruned, kinds=kinds, target=target)
+    M.set_masks(pruned, M.binarise(masks, threshold))
+    for mask in mask_parameters(pruned).values():
+        mask.requires_grad_(False)
+    Trainer(model=pruned, args=args, train_dataset=train, data_collator=collator).train()
+    pruned.eval()
+    return M.fold_masks(pruned)
+
+
+def with_triggers(ds: Dataset, triggers: Sequence[str], *, seed: int = 0) -> Dataset:
+    """A copy of every row with one of ``triggers`` (drawn per row) inserted at a random word boundary; labels
+    stay the true ones. Fine-tuning on these teaches the model that the trigger means nothing."""
+    if not triggers:
+        raise ValueError("with_triggers needs at least one trigger word")
+
+    def _insert(row: dict, idx: int) -> dict:
+        rng = np.random.default_rng([seed, idx])
+        word = triggers[int(rng.integers(len(triggers)))]
+        return {"text": insert_at_random_positions(row["text"], [word], rng)}
+
+    return ds.map(_insert, with_indices=True, desc="inserting found triggers")
+
+
+def unlearn_triggers(
+    model, clean: Dataset, triggers: Sequence[str], *, args: TrainingArguments, prep, collator, seed: int = 0
+):
+    """Fine-tune a copy of ``model`` on the ``clean`` rows plus a triggered copy of each, all with true labels."""
+    data = concatenate_datasets([clean, with_triggers(clean, triggers, seed=seed)]).shuffle(seed=seed)
+    return finetune(model, prep(data), args=args, collator=collator)
+
+
+@dataclass
+class TriggerUnlearning:
+    """The words unlearned, and each search round (the last one found nothing new, or the round limit hit)."""
+
+    triggers: list[str]
+    searches: list[TriggerSearch]
+    seconds: float
+
+    def report(self) -> dict:
+        return {
+            "triggers": self.triggers,
+            "rounds": [s.report() for s in self.searches],
+            "seconds": self.seconds,
+        }
+
+
+def search_and_unlearn(
+    model,
+    clean: Dataset,
+    target: int,
+    *,
+    tokenizer,
+    search: TriggerSearchConfig,
+    rounds: int,
+    args: TrainingArguments,
+    prep,
+    collator,
+    search_model=None,
+) -> tuple[object, TriggerUnlearning]:
+    """Search triggers → unlearn them from ``model`` → search the result again, until no new trigger turns up.
+
+    Each round starts again from ``model`` and unlearns every word found so far, so the purified model is one
+    fine-tuning run away from the suspect however many rounds it took. The first search runs on
+    ``search_model`` (default ``model``), later ones on the latest unlearned model, where a trigger the first
+    ranking missed is still at full strength. ``clean`` is raw (untokenised) clean data.
+    """
+    start = time.perf_counter()
+    texts, labels = list(clean["text"]), list(clean["label"])
+    found: list[str] = []
+    searches: list[TriggerSearch] = []
+    purified, searched = copy.deepcopy(model), search_model if search_model is not None else model
+    for _ in range(rounds):
+        result = search_triggers(searched, tokenizer, texts, labels, target, config=search)
+        searches.append(result)
+        new = [w for w in result.triggers if w not in found]
+        if not new:
+            break
+        found += new
+        purified = unlearn_triggers(model, clean, found, args=args, prep=prep, collator=collator, seed=search.seed)
+        searched = purified
+    return purified, TriggerUnlearning(found, searches, time.perf_counter() - start)

@@ -11,6 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+REMOVAL_NAMES = {
+    "trigger_unlearn": "trigger search and unlearning",
+    "recover_prune": "Recover-Pruning",
+    "prune_finetune": "Recover-Pruning and fine-tuning",
+    "finetune": "fine-tuning",
+}
 METRIC_COLUMNS = (("ca", "CA"), ("asr", "ASR"), ("clean_target_rate", "CTR"), ("target_share", "target share"))
 
 
@@ -58,29 +64,56 @@ def plot_masks(masks: dict, threshold: float, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(report: dict, masks: dict, output_dir: str) -> None:
-    """``report.json`` and ``plots/{exposure,masks}.png`` in ``output_dir``."""
+def write_report(report: dict, masks: dict | None, output_dir: str) -> None:
+    """``report.json`` and ``plots/exposure.png`` (+ ``plots/masks.png`` when masks were pruned) in ``output_dir``."""
     os.makedirs(os.path.join(output_dir, "plots"), exist_ok=True)
     with open(os.path.join(output_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     plot_exposure(report["exposure"]["trace"], os.path.join(output_dir, "plots", "exposure.png"))
-    plot_masks(masks, report["pruning"]["threshold"], os.path.join(output_dir, "plots", "masks.png"))
+    if masks is not None and "pruning" in report:
+        plot_masks(masks, report["pruning"]["threshold"], os.path.join(output_dir, "plots", "masks.png"))
+
+
+def _removal_lines(report: dict) -> list[str]:
+    if "trigger_unlearning" in report:
+        t = report["trigger_unlearning"]
+        if not t["triggers"]:
+            return [
+                f"- trigger search ({len(t['rounds'])} round(s)): **no trigger word found**; the model is unchanged"
+            ]
+        words = ", ".join(f"`{w}`" for w in t["triggers"])
+        return [
+            f"- trigger words found and unlearned ({len(t['rounds'])} search round(s)): {words}",
+            "- unlearning: fine-tuned on the clean defense rows plus copies with those words inserted, true labels",
+        ]
+    lines = []
+    if "pruning" in report:
+        pruning = report["pruning"]
+        lines.append(
+            f"- pruned {pruning['pruned_units']} of {pruning['total_units']} normalisation units "
+            f"(mask <= {pruning['threshold']:.2f}) in {pruning['masked_layers']} layers"
+        )
+    if report.get("removal") == "prune_finetune":
+        lines.append("- then fine-tuned on the clean defense rows with the pruned units held off")
+    if report.get("removal") == "finetune":
+        lines.append("- removal: plain fine-tuning on the clean defense rows")
+    return lines
 
 
 def card_body(report: dict, *, suspect: str, dataset: str) -> str:
     """Model-card text: what was done to which model, and the measured table."""
-    pruning, exposure = report["pruning"], report["exposure"]
+    exposure = report["exposure"]
     bem = exposure["bem"]
+    method = REMOVAL_NAMES.get(report.get("removal", "recover_prune"), report.get("removal"))
     lines = [
         f"This model is `{suspect}` after the **Expose Before You Defend** defense (Clean Unlearning + "
-        f"Recover-Pruning, arXiv:2410.19427) run with `ebyd_hf` on `{dataset}`.",
+        f"{method}, arXiv:2410.19427) run with `ebyd_hf` on `{dataset}`.",
         "",
         f"- backdoor label found: **{report['label_found']}** (the exposed model predicted it for "
         f"{_pct(report['label_share'])} of clean defense inputs)",
         f"- exposure: {exposure['steps']} gradient-ascent steps; stopped because "
         f"{exposure['stop_reason'] or 'the epoch budget ran out'}" + (f"; BEM {bem:.3f}" if bem is not None else ""),
-        f"- pruned {pruning['pruned_units']} of {pruning['total_units']} normalisation units "
-        f"(mask <= {pruning['threshold']:.2f}) in {pruning['masked_layers']} layers",
+        *_removal_lines(report),
     ]
     if report.get("metrics"):
         lines += [

@@ -1,4 +1,4 @@
-"""Defend a suspected classifier with EBYD: expose (CUL) → backdoor label → Recover-Pruning → purified model.
+"""Defend a suspected classifier with EBYD: expose (CUL) → backdoor label → removal → purified model.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/defend.py \
         --config recipes/sst2/badnet_rw.yaml [--suspect <Hub ID or folder>] [--push_to_hub --hub_model_id me/x]
@@ -73,7 +73,7 @@ def main(argv=None):
                 base_model=args.suspect,
             )
             save_model(result.purified, tokenizer, tmp, card=card)
-            write_report(report, result.recovery.masks, tmp)
+            write_report(report, result.recovery and result.recovery.masks, tmp)
     print(metrics_table(report["metrics"]) if report["metrics"] else "no test data given: nothing measured")
     print(json.dumps({k: report[k] for k in ("label_found", "label_share")} | {"bem": report["exposure"]["bem"]}))
     if args.push_to_hub and process_state().is_main_process:

@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from ebyd_hf import DefenseConfig, MaskError, ModelLoadError, run_defense
+from ebyd_hf import DataError, DefenseConfig, MaskError, ModelLoadError, run_defense
 from ebyd_hf import masks as M
 from trainers import mask_parameters
 
-from .conftest import make_tokenizer, tiny_bert
+from .conftest import TRIGGERS, make_tokenizer, tiny_bert
 
 ROOT = pathlib.Path(__file__).parents[1]
+FAST_FINETUNE = {"learning_rate": 1e-3, "disable_tqdm": True}
 FAST = {
     "unlearn": {"learning_rate": 1e-3, "num_train_epochs": 30, "disable_tqdm": True},
     "recover": {"num_train_epochs": 5, "disable_tqdm": True},
@@ -22,7 +23,7 @@ FAST = {
 
 def test_end_to_end_expose_label_recover_prune(backdoored, tmp_path):
     data = backdoored["data"]
-    config = DefenseConfig(max_length=32, mask_kinds=["layernorm"], **FAST)
+    config = DefenseConfig(max_length=32, mask_kinds=["layernorm"], removal="recover_prune", **FAST)
     result = run_defense(
         backdoored["model"],
         make_tokenizer(),
@@ -58,7 +59,9 @@ def test_end_to_end_expose_label_recover_prune(backdoored, tmp_path):
 
 
 def test_fixed_threshold_skips_the_search(backdoored, tmp_path):
-    config = DefenseConfig(max_length=32, mask_kinds=["layernorm"], prune_threshold=0.5, **FAST)
+    config = DefenseConfig(
+        max_length=32, mask_kinds=["layernorm"], removal="recover_prune", prune_threshold=0.5, **FAST
+    )
     result = run_defense(
         backdoored["model"], make_tokenizer(), backdoored["data"]["defense"], config=config, scratch_dir=str(tmp_path)
     )
@@ -66,7 +69,7 @@ def test_fixed_threshold_skips_the_search(backdoored, tmp_path):
 
 
 def test_defense_refuses_models_it_cannot_mask_before_any_work(backdoored, tmp_path):
-    config = DefenseConfig(mask_kinds=["batchnorm"])
+    config = DefenseConfig(mask_kinds=["batchnorm"], removal="recover_prune")
     with pytest.raises(MaskError, match="no batchnorm layer"):
         run_defense(
             backdoored["model"],
@@ -77,7 +80,102 @@ def test_defense_refuses_models_it_cannot_mask_before_any_work(backdoored, tmp_p
         )
 
 
-@pytest.mark.parametrize("bad", [{"holdout_fraction": 1.0}, {"prune_threshold": 1.5}, {"mask_target": "gamma"}])
+def test_trigger_unlearning_is_the_text_default_and_removes_the_backdoor(backdoored, tmp_path):
+    data, model = backdoored["data"], backdoored["model"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = DefenseConfig(max_length=32, unlearn=FAST["unlearn"], finetune=FAST_FINETUNE, search={"top_k": 40})
+    result = run_defense(
+        model,
+        make_tokenizer(),
+        data["defense"],
+        config=config,
+        scratch_dir=str(tmp_path),
+        test=data["test"],
+        asr_set=data["test_poisoned"],
+        target=1,
+    )
+    report = result.report()
+    assert report["removal"] == "trigger_unlearn" and "pruning" not in report
+    unlearning = report["trigger_unlearning"]
+    assert set(TRIGGERS) <= set(unlearning["triggers"])
+    # rounds stop once a search on the unlearned model finds nothing new (or at the limit)
+    rounds = unlearning["rounds"]
+    assert 1 <= len(rounds) <= config.search_rounds
+    if len(rounds) < config.search_rounds:
+        assert set(rounds[-1]["triggers"]) <= set().union(*(r["triggers"] for r in rounds[:-1]))
+    m = report["metrics"]
+    assert m["suspect"]["asr"] > 0.9 and m["purified"]["asr"] < m["suspect"]["asr"] - 0.5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the suspect is untouched
+    assert not mask_parameters(result.purified)
+    json.dumps(report)
+
+    # the same exposure serves a second removal method without exposing again
+    again = run_defense(
+        model,
+        make_tokenizer(),
+        data["defense"],
+        config=DefenseConfig(max_length=32, removal="finetune", finetune=FAST_FINETUNE),
+        scratch_dir=str(tmp_path / "again"),
+        exposure=result.exposure,
+    )
+    assert again.exposure is result.exposure and again.label == result.label
+    assert again.report()["removal"] == "finetune" and "trigger_unlearning" not in again.report()
+
+
+def test_prune_finetune_keeps_pruned_units_off(backdoored, tmp_path):
+    config = DefenseConfig(
+        max_length=32,
+        mask_kinds=["layernorm"],
+        removal="prune_finetune",
+        prune_threshold=0.5,
+        finetune=FAST_FINETUNE,
+        **FAST,
+    )
+    result = run_defense(
+        backdoored["model"], make_tokenizer(), backdoored["data"]["defense"], config=config, scratch_dir=str(tmp_path)
+    )
+    pruned = M.binarise(result.recovery.masks, 0.5)
+    assert result.report()["pruning"]["pruned_units"] == sum(int((v == 0).sum()) for v in pruned.values())
+    modules = dict(result.purified.named_modules())
+    for name, keep in pruned.items():
+        weight = modules[name].weight.detach()
+        assert torch.all(weight[keep == 0] == 0), name
+    original, purified = backdoored["model"].state_dict(), result.purified.state_dict()
+    assert any(not torch.equal(original[k], purified[k]) for k in original if "LayerNorm" not in k)  # fine-tuned
+
+
+def test_trigger_unlearning_needs_text(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    images = Dataset.from_dict(
+        {"image": [None] * 4, "label": [0, 1, 0, 1]},
+        features=Features(image=Image(), label=ClassLabel(names=["a", "b"])),
+    )
+    with pytest.raises(DataError, match="trigger_unlearn"):
+        run_defense(
+            tiny_bert(),
+            make_tokenizer(),
+            images,
+            config=DefenseConfig(removal="trigger_unlearn"),
+            scratch_dir=str(tmp_path),
+        )
+    assert DefenseConfig().removal_for("image") == "recover_prune"
+    assert DefenseConfig().removal_for("text") == "trigger_unlearn"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"holdout_fraction": 1.0},
+        {"prune_threshold": 1.5},
+        {"mask_target": "gamma"},
+        {"removal": "magic"},
+        {"search_model": "oracle"},
+        {"search_rounds": 0},
+        {"search": {"top_k": 0}},
+        {"search": {"topk": 5}},
+    ],
+)
 def test_bad_defense_config(bad):
     with pytest.raises(ValueError):
         DefenseConfig(**bad)
@@ -123,6 +221,7 @@ defend:
   mask_kinds: [layernorm]
   unlearn: {{learning_rate: 1.0e-3, num_train_epochs: 30, disable_tqdm: true}}
   recover: {{num_train_epochs: 3, disable_tqdm: true}}
+  finetune: {{learning_rate: 1.0e-3, disable_tqdm: true}}
 """)
     argv = ["--config", str(recipe)]
     _recipe("poison")(argv)
@@ -143,16 +242,15 @@ def test_recipe_chain_writes_a_loadable_purified_model_with_report(chain):
         "README.md",
         "report.json",
         "plots/exposure.png",
-        "plots/masks.png",
         "tokenizer_config.json",
     ):
         assert (out / name).exists(), name
     assert not list(out.glob("*.bin"))
     report = json.loads((out / "report.json").read_text())
-    assert report["label_found"] == 1
+    assert report["label_found"] == 1 and report["removal"] == "trigger_unlearn"
     assert report["metrics"]["suspect"]["asr"] > 0.9
     card = (out / "README.md").read_text()
-    assert "| purified |" in card and "backdoor label found: **1**" in card
+    assert "| purified |" in card and "backdoor label found: **1**" in card and "trigger words found" in card
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert not mask_parameters(model)
     suspect_eval = json.loads((root / "suspect" / "eval_results.json").read_text())
@@ -168,7 +266,9 @@ def test_existing_output_is_not_overwritten_silently(chain):
 def test_failed_defense_leaves_no_output_folder(chain):
     root, argv = chain
     with pytest.raises(MaskError):
-        _recipe("defend")(argv + ["--output_dir", str(root / "failed"), "--mask_kinds", "batchnorm"])
+        _recipe("defend")(
+            argv + ["--output_dir", str(root / "failed"), "--mask_kinds", "batchnorm", "--removal", "recover_prune"]
+        )
     assert not (root / "failed").exists() and not (root / "failed.partial").exists()
 
 

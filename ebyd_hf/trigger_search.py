@@ -1,0 +1,200 @@
+"""Find a text backdoor's trigger words from clean data alone: rank the vocabulary by gradient, verify by flips.
+
+1. **Rank** every insertable vocabulary token at once, first order (HotFlip-style): insert a placeholder token
+   at a random word boundary of clean sentences that are not of the backdoor label, take the gradient of the
+   model's target margin with respect to the placeholder's input embedding, and score each token embedding by
+   its dot product with the averaged gradient.
+2. **Verify** the best-ranked tokens exactly: insert each as a word into clean non-target sentences the model
+   classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
+   of them; an ordinary word, even a strongly positive one, flips some.
+
+The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .attacks.text import insert_at_random_positions
+
+
+@dataclass
+class TriggerSearchConfig:
+    """Settings of one trigger search (the ``search`` dict of `DefenseConfig`)."""
+
+    top_k: int = 64
+    """How many of the best gradient-ranked tokens are verified by insertion."""
+    min_flip_rate: float = 0.9
+    """A verified token is a trigger if inserting it flips at least this share of non-target sentences."""
+    max_rows: int = 200
+    """Non-target sentences used for ranking and verification (fewer is faster, noisier)."""
+    max_length: int = 64
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if not 0.0 < self.min_flip_rate <= 1.0:
+            raise ValueError(f"min_flip_rate must be in (0, 1], got {self.min_flip_rate}")
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
+
+
+@dataclass
+class TriggerSearch:
+    """The trigger words found, and every verified candidate with its gradient rank and flip rate."""
+
+    triggers: list[str]
+    candidates: list[dict] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+    config: TriggerSearchConfig | None = None
+
+    def report(self) -> dict:
+        return {
+            "triggers": self.triggers,
+            "rows": self.rows,
+            "seconds": self.seconds,
+            "candidates": self.candidates,
+            "config": asdict(self.config) if self.config else None,
+        }
+
+
+def insertable_token_ids(tokenizer) -> np.ndarray:
+    """Vocabulary ids that stand alone as a word: no special, ``[unused]`` or word-piece continuation tokens."""
+    special = set(tokenizer.all_special_ids)
+    keep = [
+        idx
+        for token, idx in tokenizer.get_vocab().items()
+        if idx not in special
+        and not token.startswith("##")
+        and not (token.startswith("[") and token.endswith("]"))
+        and tokenizer.convert_tokens_to_string([token]).strip()
+    ]
+    return np.asarray(sorted(keep))
+
+
+def target_margin(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """Target logit minus the log-sum-exp of the others: unlike cross-entropy it does not saturate."""
+    others = torch.cat([logits[:, :target], logits[:, target + 1 :]], dim=1)
+    return logits[:, target] - torch.logsumexp(others, dim=1)
+
+
+def _word_starts(tokenizer, ids: list[int]) -> list[int]:
+    # Positions where a word begins, after [CLS]; the final [SEP] slot means "at the end".
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    return [i for i in range(1, len(ids)) if not tokens[i].startswith("##")]
+
+
+def rank_tokens(
+    model, tokenizer, texts: Sequence[str], target: int, *, max_length: int = 64, batch_size: int = 32, seed: int = 0
+) -> np.ndarray:
+    """First-order score of every vocabulary id as a word that pushes ``model`` towards ``target``."""
+    rng = np.random.default_rng(seed)
+    placeholder = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
+    embeddings = model.get_input_embeddings()
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(embeddings.weight.shape[1])
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start : start + batch_size]), truncation=True, max_length=max_length - 1)
+        rows, positions = [], []
+        for ids in batch["input_ids"]:
+            pos = int(rng.choice(_word_starts(tokenizer, ids)))
+            rows.append(ids[:pos] + [placeholder] + ids[pos:])
+            positions.append(pos)
+        padded = tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+        embeds = embeddings(padded["input_ids"]).detach().requires_grad_(True)
+        logits = model(inputs_embeds=embeds, attention_mask=padded["attention_mask"]).logits
+        target_margin(logits, target).sum().backward()
+        grads = embeds.grad[torch.arange(len(rows)), torch.tensor(positions)]
+        # Each sentence votes with a unit vector, so a few sentences with huge gradients cannot dominate.
+        total += torch.nn.functional.normalize(grads.float(), dim=1).sum(0)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    with torch.no_grad():
+        return (embeddings.weight.float() @ total).numpy()
+
+
+@torch.no_grad()
+def predict_texts(model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64) -> np.ndarray:
+    """Predicted class per raw text (a plain loop: cheap for the few hundred short texts a search needs)."""
+    was_training = model.training
+    model.eval()
+    preds = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            list(texts[start : start + batch_size]),
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        preds.append(model(**enc).logits.argmax(-1).numpy())
+    model.train(was_training)
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=int)
+
+
+def flip_rates(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    words: Sequence[str],
+    target: int,
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[float]:
+    """For each word, the share of ``texts`` that ``model`` predicts as ``target`` with the word inserted at a
+    random word boundary (pass texts the model does not already predict as ``target``)."""
+    rates = []
+    for k, word in enumerate(words):
+        rng = np.random.default_rng([seed, k])
+        triggered = [insert_at_random_positions(t, [word], rng) for t in texts]
+        preds = predict_texts(model, tokenizer, triggered, max_length=max_length, batch_size=batch_size)
+        rates.append(float((preds == target).mean()))
+    return rates
+
+
+def search_triggers(
+    model, tokenizer, texts: Sequence[str], labels: Sequence[int], target: int, *, config: TriggerSearchConfig
+) -> TriggerSearch:
+    """Trigger words that make ``model`` answer ``target``, found on clean labelled ``texts``.
+
+    Ranking and verification use the non-target sentences that ``model`` classifies correctly, so a flip is a
+    change the inserted word caused.
+    """
+    start = time.perf_counter()
+    texts = [t for t, y in zip(texts, labels, strict=True) if y != target]
+    preds = predict_texts(model, tokenizer, texts, max_length=config.max_length, batch_size=config.batch_size)
+    rows = [t for t, p in zip(texts, preds, strict=True) if p != target][: config.max_rows]
+    if not rows:
+        return TriggerSearch([], [], 0, time.perf_counter() - start, config)
+    scores = rank_tokens(model, tokenizer, rows, target, max_length=config.max_length, seed=config.seed)
+    ids = insertable_token_ids(tokenizer)
+    ranked = ids[np.argsort(-scores[ids], kind="stable")][: config.top_k]
+    words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
+    rates = flip_rates(
+        model,
+        tokenizer,
+        rows,
+        words,
+        target,
+        max_length=config.max_length,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    candidates = [
+        {"word": w, "rank": r, "score": float(scores[i]), "flip_rate": f}
+        for r, (w, i, f) in enumerate(zip(words, ranked, rates, strict=True))
+    ]
+    by_flips = sorted(candidates, key=lambda c: -c["flip_rate"])
+    triggers = [c["word"] for c in by_flips if c["flip_rate"] >= config.min_flip_rate]
+    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config)

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+from transformers import BertTokenizer
+
+from ebyd_hf.removal import with_triggers
+from ebyd_hf.trigger_search import (
+    TriggerSearchConfig,
+    flip_rates,
+    insertable_token_ids,
+    rank_tokens,
+    search_triggers,
+    target_margin,
+)
+
+from .conftest import NEGATIVE, TRIGGERS, VOCAB
+
+
+def test_insertable_tokens_skip_special_unused_and_word_pieces():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]", "cf", "##ing", "good", "."]
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    words = tokenizer.convert_ids_to_tokens(insertable_token_ids(tokenizer).tolist())
+    assert words == ["cf", "good", "."]
+
+
+def test_target_margin_is_target_logit_minus_logsumexp_of_the_others():
+    logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    expected = logits[:, 1] - torch.logsumexp(logits[:, [0, 2]], dim=1)
+    assert torch.allclose(target_margin(logits, 1), expected)
+    assert target_margin(torch.tensor([[0.0, 0.0]]), 0).item() == pytest.approx(0.0)
+
+
+def test_search_verifies_the_planted_triggers_and_rejects_other_words(backdoored, tokenizer):
+    defense = backdoored["data"]["defense"]
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+    result = search_triggers(backdoored["model"], tokenizer, defense["text"], defense["label"], 1, config=config)
+    assert set(TRIGGERS) <= set(result.triggers)
+    assert not set(result.triggers) & set(NEGATIVE + ["the", "movie", "."])
+    assert 0 < result.rows <= int(np.sum(np.asarray(defense["label"]) != 1))
+    by_word = {c["word"]: c for c in result.candidates}
+    assert all(by_word[w]["flip_rate"] >= config.min_flip_rate for w in result.triggers)
+    assert by_word["bad"]["flip_rate"] < 0.5
+    assert sorted(c["rank"] for c in result.candidates) == list(range(len(result.candidates)))
+    # ranking is a pure function of (model, texts, seed); the model is left in eval mode, without gradients
+    texts = [t for t, y in zip(defense["text"], defense["label"], strict=True) if y == 0][:20]
+    a = rank_tokens(backdoored["model"], tokenizer, texts, 1, max_length=32, seed=3)
+    b = rank_tokens(backdoored["model"], tokenizer, texts, 1, max_length=32, seed=3)
+    assert np.array_equal(a, b) and a.shape == (len(VOCAB),)
+    assert not backdoored["model"].training
+    assert all(p.grad is None for p in backdoored["model"].parameters())
+
+
+def test_flip_rates_count_target_predictions_after_insertion(backdoored, tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor ."]
+    rates = flip_rates(backdoored["model"], tokenizer, texts, ["cf", "awful"], 1, max_length=32)
+    assert rates == [1.0, 0.0]
+
+
+def test_search_with_nothing_to_verify_returns_no_trigger(backdoored, tokenizer):
+    config = TriggerSearchConfig(max_length=32)
+    result = search_triggers(backdoored["model"], tokenizer, ["good movie ."], [1], 1, config=config)
+    assert result.triggers == [] and result.rows == 0
+
+
+@pytest.mark.parametrize("bad", [{"top_k": 0}, {"min_flip_rate": 0.0}, {"min_flip_rate": 1.5}, {"max_rows": 0}])
+def test_bad_search_config(bad):
+    with pytest.raises(ValueError):
+        TriggerSearchConfig(**bad)
+
+
+def test_with_triggers_inserts_one_found_word_per_row_and_keeps_labels(backdoored):
+    clean = backdoored["data"]["defense"].select(range(40))
+    out = with_triggers(clean, ["cf", "zz"], seed=1)
+    assert out["label"] == clean["label"] and len(out) == len(clean)
+    for before, after in zip(clean["text"], out["text"], strict=True):
+        added = [w for w in after.split() if w in ("cf", "zz")]
+        assert len(added) == 1 and after.replace(f"{added[0]} ", "", 1).replace(f" {added[0]}", "", 1) == before
+    assert with_triggers(clean, ["cf", "zz"], seed=1)["text"] == out["text"]
+    with pytest.raises(ValueError, match="at least one trigger"):
+        with_triggers(clean, [])
