@@ -73,8 +73,9 @@ VARIANTS = [
     Variant("trigger_unlearn_one_round", "a single search → unlearn round", {"search_rounds": 1}),
     Variant(
         "finetune_same_budget",
-        "plain fine-tuning, same rows/lr/epochs as the default, no triggers",
-        {"removal": "finetune"},
+        "plain fine-tuning, same rows/lr as the default and as many steps as one unlearning round (which trains "
+        "on each row twice: clean and triggered), no triggers",
+        {"removal": "finetune", "finetune": {"num_train_epochs": 6}},
     ),
     Variant(
         "prune_finetune",
@@ -173,6 +174,13 @@ def get_suspect(spec: Suspect, data, tokenizer, tok, args, scratch):
     return suspect, seconds
 
 
+def log_progress(args, suspect: str, what: str, row: dict) -> None:
+    """Append one measured row to ``<output>.progress.jsonl`` as soon as it exists, so a run stopped half-way
+    (long runs on shared CPUs) still leaves what it measured; the JSON proper is written only at the end."""
+    with open(args.output + ".progress.jsonl", "a") as f:
+        f.write(json.dumps({"suspect": suspect, "what": what, **row}) + "\n")
+
+
 def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
     start_all = time.perf_counter()
     scratch = tempfile.mkdtemp(prefix=f"ebyd_purify_{spec.name}_")
@@ -197,6 +205,7 @@ def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
 
     suspect_metrics = measure(suspect)
     print(f"[{spec.name}] suspect {suspect_metrics}", flush=True)
+    log_progress(args, spec.name, "suspect", suspect_metrics)
 
     def defend(variant: Variant, exposure=None, probe: bool = False):
         start = time.perf_counter()
@@ -221,15 +230,18 @@ def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
             "seconds": round(time.perf_counter() - start, 1),
             "details": details(result.report()),
         }
-        print(
-            f"[{spec.name}] {variant.name}: {row['ca']:.3f} / {row['asr']:.3f} / {row['clean_target_rate']:.3f}",
-            flush=True,
-        )
+        print(f"[{spec.name}] {variant.name}: {fmt(row)}", flush=True)
+        if probe:
+            log_progress(args, spec.name, "exposed", result.metrics["exposed"])
+        log_progress(args, spec.name, "variant", row)
         return result, row
 
     default, default_row = defend(DEFAULT, probe=True)
     exposure = default.exposure
     exposed_metrics = default.metrics["exposed"]
+    # The cheap variants first, the expensive baselines (mask recovery, long fine-tuning) last: on a shared CPU
+    # a run stopped early has then measured the most rows (see `log_progress`).
+    variant_rows = [defend(v, exposure if v.shared_exposure else None)[1] for v in variants]
     literal, literal_row = defend(LITERAL, exposure)
 
     # The spine's fine-tuning baseline: all 500 clean rows, as many steps as mask recovery took.
@@ -248,11 +260,10 @@ def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
         **measure(tuned),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    print(f"[{spec.name}] finetune: {ft_row['ca']:.3f} / {ft_row['asr']:.3f} / {ft_row['clean_target_rate']:.3f}")
+    print(f"[{spec.name}] finetune: {fmt(ft_row)}", flush=True)
+    log_progress(args, spec.name, "variant", ft_row)
 
-    rows = [default_row, literal_row, ft_row]
-    for variant in variants:
-        rows.append(defend(variant, exposure if variant.shared_exposure else None)[1])
+    rows = [default_row, literal_row, ft_row, *variant_rows]
 
     def metrics_of(row):
         return {k: row[k] for k in ("ca", "asr", "clean_target_rate")}
@@ -269,6 +280,7 @@ def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
         "after_literal_rp": metrics_of(literal_row),
         "targets_met": targets_met(suspect_metrics, default_row, ft_row),
         "seconds": {"total": round(time.perf_counter() - start_all, 1), "train_suspect": t_train},
+        "suspect_from_cache": t_train is None,
         "variants": rows,
         "exposure": {k: default.report()["exposure"][k] for k in ("bem", "steps", "stop_reason", "trace")},
         "setup": {
@@ -329,6 +341,11 @@ def targets_met(suspect: dict, default: dict, ft: dict) -> dict:
     }
 
 
+def fmt(m: dict, width: int | None = None) -> str:
+    values = [m[k] for k in ("ca", "asr", "clean_target_rate")]
+    return "".join(f"{v:>{width}.3f}" for v in values) if width else " / ".join(f"{v:.3f}" for v in values)
+
+
 def main(argv=None):
     args = parse_args(argv)
     suspects = [s for s in SUSPECTS if args.suspects is None or s.name in args.suspects]
@@ -336,6 +353,9 @@ def main(argv=None):
     if not suspects:
         sys.exit(f"no suspect matches {args.suspects}; known: {[s.name for s in SUSPECTS]}")
     start = time.perf_counter()
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    if os.path.exists(args.output + ".progress.jsonl"):
+        os.remove(args.output + ".progress.jsonl")
     results = {s.name: run_suspect(s, args, variants) for s in suspects}
     results["_meta"] = {
         "command": "python benchmarks/text_purification.py " + " ".join(argv if argv is not None else sys.argv[1:]),
