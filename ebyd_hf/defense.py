@@ -47,8 +47,9 @@ from .trigger_search import TriggerSearchConfig
 
 DEFAULT_GRID = [round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05)]
 REMOVALS = ("auto", "trigger_unlearn", "recover_prune", "prune_finetune", "finetune")
-# What "auto" means per modality: trigger unlearning beat Recover-Pruning on BERT-family text models in
-# benchmarks/text_purification.py; images keep the paper's method.
+# What "auto" means per modality. Text: trigger unlearning left ASR 0.45 at CA 0.85 on the seed-42 MiniLM suspect
+# where fine-tuning with the same steps left 1.0 (benchmarks/text_purification.py, README "Text defense"); images
+# keep the paper's method.
 DEFAULT_REMOVAL = {"text": "trigger_unlearn", "image": "recover_prune"}
 SEARCH_MODELS = ("suspect", "exposed")
 MASKED_REMOVALS = ("recover_prune", "prune_finetune")
