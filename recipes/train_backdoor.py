@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
 
 from ebyd_hf import load_classifier, load_task, save_model
 from ebyd_hf.cli import parse_recipe_args
@@ -35,6 +35,7 @@ def main(argv=None):
     script, args = parse_recipe_args((TrainBackdoorArguments, TrainingArguments), "train", argv)
     data = load_task(script.dataset)
     names = label_names(data)
+    set_seed(args.seed)  # the fresh classification head is drawn at load time
     model, tokenizer = load_classifier(
         script.model_name_or_path,
         num_labels=len(names),
