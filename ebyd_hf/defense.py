@@ -1,7 +1,8 @@
 """The EBYD defense of one suspected model: expose → find the backdoor label → recover masks → prune.
 
-`run_defense` is the one entry point the recipes and benchmarks share. It only needs the suspect, its tokenizer
-and clean defense data; a clean test set (and a triggered copy with the target) only adds measurements.
+`run_defense` is the one entry point the recipes and benchmarks share. It only needs the suspect, its processor
+(tokenizer or image processor) and clean defense data; a clean test set (and a triggered copy with the target)
+only adds measurements.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from datasets import Dataset
 from trainers import MaskRecoveryConfig, UnlearnConfig
 
 from . import masks as M
-from .data import DataError, label_names
+from .data import DataError, input_column, label_names
 from .detection import LabelFinding, backdoor_label
 from .evaluation import backdoor_metrics
 from .exposure import Exposure, clean_unlearn
-from .processing import collator_for, tokenize
+from .processing import collator_for, prepare
 from .removal import Recovery, ThresholdChoice, choose_threshold, prune, recover_masks
 
 DEFAULT_GRID = [round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05)]
@@ -34,7 +35,10 @@ class DefenseConfig:
     `TrainingArguments` field can be set there (e.g. ``{"learning_rate": 2e-5, "num_train_epochs": 10}``).
     """
 
-    max_length: int = field(default=128, metadata={"help": "Tokens kept per input."})
+    max_length: int = field(default=128, metadata={"help": "Tokens kept per text input."})
+    augment: bool = field(
+        default=True, metadata={"help": "Random crop + flip of images while unlearning and learning masks."}
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for every evaluation pass."})
     holdout_fraction: float = field(
         default=0.2, metadata={"help": "Share of the defense data held out of mask learning to choose the threshold."}
@@ -122,7 +126,7 @@ class DefenseResult:
 
 def run_defense(
     model,
-    tokenizer,
+    processor,
     defense: Dataset,
     *,
     config: DefenseConfig,
@@ -145,10 +149,13 @@ def run_defense(
             f"{type(model).__name__} has no {'/'.join(config.mask_kinds)} layer: Recover-Pruning needs normalisation "
             "layers to mask"
         )
-    collator = collator_for(tokenizer)
-    prep = lambda ds: tokenize(ds, tokenizer, max_length=config.max_length)  # noqa: E731
+    collator = collator_for(processor)
+    prep = lambda ds, augment=False: prepare(ds, processor, max_length=config.max_length, augment=augment)  # noqa: E731
     split = defense.train_test_split(test_size=config.holdout_fraction, seed=config.seed, stratify_by_column="label")
     fit, holdout = prep(split["train"]), prep(split["test"])
+    # Images train on augmented views (as in the paper); the stop rule, label and threshold see plain ones.
+    augmented = config.augment and input_column(defense) == "image"
+    fit_train = prep(split["train"], augment=True) if augmented else fit
     test_tok = prep(test) if test is not None else None
     asr_tok = prep(asr_set) if asr_set is not None and target is not None else None
     measure = lambda m: backdoor_metrics(  # noqa: E731
@@ -159,7 +166,9 @@ def run_defense(
     if test_tok is not None:
         metrics["suspect"] = measure(model)
 
-    exposure = clean_unlearn(model, fit, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok)
+    exposure = clean_unlearn(
+        model, fit_train, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok, watch=fit
+    )
     seconds["expose"] = exposure.seconds
     label = backdoor_label(
         exposure.model, fit, collator=collator, num_labels=num_labels, batch_size=config.eval_batch_size
@@ -169,7 +178,7 @@ def run_defense(
 
     recovery = recover_masks(
         exposure.model,
-        fit,
+        fit_train,
         config=config.recover_config(scratch_dir),
         collator=collator,
         kinds=config.mask_kinds,

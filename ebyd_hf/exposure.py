@@ -33,15 +33,22 @@ class Exposure:
 
 
 def clean_unlearn(
-    model, defense: Dataset, *, config: UnlearnConfig, collator, probe: Dataset | None = None
+    model,
+    defense: Dataset,
+    *,
+    config: UnlearnConfig,
+    collator,
+    probe: Dataset | None = None,
+    watch: Dataset | None = None,
 ) -> Exposure:
     """Run `UnlearnTrainer` on a copy of ``model``; the original is left untouched.
 
-    ``defense`` is tokenised clean data (trained on and watched by the stop rule); ``probe``, if given, is a
-    tokenised triggered set whose accuracy is traced as ASR (for BEM; it never influences training).
+    ``defense`` is prepared clean data, trained on and (unless ``watch`` is given: e.g. the un-augmented view
+    of the same images) watched by the stop rule; ``probe``, if given, is a prepared triggered set whose accuracy
+    is traced as ASR (for BEM; it never influences training).
     """
     exposed = copy.deepcopy(model)
-    eval_sets = {config.stop_eval_key: defense}
+    eval_sets = {config.stop_eval_key: defense if watch is None else watch}
     if probe is not None:
         eval_sets[config.probe_eval_key] = probe
     trainer = UnlearnTrainer(
