@@ -66,21 +66,21 @@ def test_saved_timm_model_loads_in_timm_and_in_transformers_with_the_same_logits
     assert torch.allclose(native(X), expected, atol=1e-5)
     auto = AutoModelForImageClassification.from_pretrained(path).eval()
     assert torch.allclose(auto(pixel_values=X).logits, expected, atol=1e-5)
-    loaded, processor = load_classifier(path, num_labels=4)
+    loaded, processor = load_classifier(path, num_labels=3)
     assert torch.allclose(loaded.eval()(pixel_values=X).logits, expected, atol=1e-5)
     assert processor.data_config["input_size"] == (3, 32, 32)
-    assert loaded.config.id2label[3] == "LABEL_3"
+    assert loaded.config.id2label[2] == "LABEL_2"
 
 
 def test_saved_timm_suspect_is_checked_like_any_other(saved):
     _, path = saved
-    with pytest.raises(ModelLoadError, match="has 4 output labels but the dataset has 10"):
+    with pytest.raises(ModelLoadError, match="has 3 output labels but the dataset has 10"):
         load_classifier(path, num_labels=10)
     weights = os.path.join(path, "model.safetensors")
     torch.save(load_file(weights), os.path.join(path, "pytorch_model.bin"))
     os.remove(weights)
     with pytest.raises(UnsafeCheckpointError, match="allow_pickle"):
-        load_classifier(path, num_labels=4)
+        load_classifier(path, num_labels=3)
     tuned, _ = load_classifier(path, num_labels=7, new_head=True, allow_pickle=True)
     assert tuned.config.num_labels == 7
 
@@ -112,7 +112,7 @@ def test_mask_recovery_on_a_timm_resnet_keeps_batchnorm_statistics(tmp_path):
     before = copy.deepcopy([(b.running_mean, b.running_var, b.num_batches_tracked) for b in bns])
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     M.attach_masks(model, kinds=["batchnorm"])
-    ds = Dataset.from_dict({"pixel_values": torch.randn(32, 3, 32, 32).tolist(), "labels": [0, 1, 2, 3] * 8})
+    ds = Dataset.from_dict({"pixel_values": torch.randn(32, 3, 32, 32).tolist(), "labels": [0, 1, 2, 0] * 8})
     config = MaskRecoveryConfig(
         output_dir=str(tmp_path),
         num_train_epochs=2,

@@ -6,8 +6,9 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
 
-COLOURS = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200], [150, 150, 150]])
-CLASSES = ["red", "green", "blue", "grey"]
+# Three symmetric classes: no class is the "average" image that an unlearned model would fall back to.
+COLOURS = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]])
+CLASSES = ["red", "green", "blue"]
 # A timm ResNet-18 layout with one block per stage and 8-64 channels (the stem keeps 64): ~90k parameters.
 TINY_RESNET = {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}
 
@@ -29,7 +30,7 @@ def make_image_task(n_train: int = 800, n_test: int = 200, *, size: int = 32, se
     )
 
 
-def tiny_resnet(num_labels: int = 4, seed: int = 0, image_size: int = 32):
+def tiny_resnet(num_labels: int = 3, seed: int = 0, image_size: int = 32):
     from ebyd_hf import load_classifier
 
     torch.manual_seed(seed)
@@ -49,7 +50,7 @@ def image_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def backdoored_resnet(tmp_path_factory):
-    """A tiny timm ResNet trained on the colour task with 10% BadNets (6×6 grid) poison to label 0 (~15 s).
+    """A tiny timm ResNet trained on the colour task with 20% BadNets (6×6 grid) poison to label 0 (~5 s).
 
     Returns the model (read-only: copy before changing it), its processor and the poisoned DatasetDict.
     """
@@ -60,7 +61,7 @@ def backdoored_resnet(tmp_path_factory):
     from ebyd_hf.processing import collator_for, prepare
 
     data = poison_task(
-        normalise(make_image_task()), create_attack("badnets", cell=2), rate=0.1, target=0, seed=0, defense_size=200
+        normalise(make_image_task()), create_attack("badnets", cell=2), rate=0.2, target=0, seed=0, defense_size=200
     )
     model, processor = tiny_resnet()
     args = TrainingArguments(
