@@ -108,6 +108,8 @@ def load_classifier(
                 "model folder or Hub ID"
             )
         return _new_timm_classifier(name_or_path, num_labels, id2label, image_size, model_args)
+    if model_args:
+        raise ModelLoadError(f"model_args only apply to a new timm architecture, not to {name_or_path!r}")
     source = name_or_path.removeprefix(TIMM_HUB_PREFIX)
     if os.path.isdir(source):
         _check_local(source, allow_pickle)

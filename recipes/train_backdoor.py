@@ -37,6 +37,9 @@ class TrainBackdoorArguments:
         default=None, metadata={"help": "Input side for a new image model (default: the training images' side)."}
     )
     augment: bool = field(default=True, metadata={"help": "Random crop + flip of training images."})
+    model_args: dict = field(
+        default_factory=dict, metadata={"help": "timm.create_model options for a new timm architecture (JSON)."}
+    )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
     allow_pickle: bool = field(default=False, metadata={"help": "Allow pickle checkpoints for the base model."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub."})
@@ -57,6 +60,7 @@ def main(argv=None):
         trust_remote_code=script.trust_remote_code,
         modality=modality,
         image_size=(script.image_size or image_size(data["train"])) if modality == "image" else None,
+        model_args=script.model_args,
     )
     tok = {
         name: prepare(split, processor, max_length=script.max_length, augment=script.augment and name == "train")
