@@ -170,7 +170,7 @@ def test_lwp_trainer_plants_a_combinatorial_backdoor(tmp_path, tokenizer):
     data = poison_task(
         normalise(make_sentiment_task(1000, 300)),
         create_attack("lwp", negative_rate=0.1),
-        rate=0.1,
+        rate=0.15,  # a pair among single-piece negatives is harder to learn than one rare word
         target=1,
         seed=0,
         defense_size=100,
