@@ -44,6 +44,27 @@ def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None
     return parser.parse_args_into_dataclasses(rest)
 
 
+def peek_recipe_value(key: str, stage: str, argv: list[str] | None = None, default=None):
+    """The value ``key`` takes in ``stage`` (a ``--key`` flag, else the stage section, else a shared key), read
+    before parsing, for scripts whose dataclasses depend on it (``trainer: ripple`` needs `RippleConfig`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument(f"--{key}", dest="value")
+    known, _ = pre.parse_known_args(argv)
+    if known.value is not None:
+        return known.value
+    if known.config:
+        with open(known.config) as f:
+            config = yaml.safe_load(f) or {}
+        section = config.get(stage) or {}
+        if key in section:
+            return section[key]
+        if key in config:
+            return config[key]
+    return default
+
+
 def _use_cpu_processes_without_gpus() -> None:
     # `accelerate launch --multi_gpu` on a machine without GPUs starts one process per rank but leaves
     # transformers/accelerate in single-process mode; asking for CPU processes makes them join one gloo group.

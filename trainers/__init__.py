@@ -1,12 +1,17 @@
-"""`transformers.Trainer` subclasses for backdoor exposure and removal, each paired with its config.
+"""`transformers.Trainer` subclasses for backdoor exposure and removal, and for the training-time attacks
+(RIPPLe, LWP) that need their own loss; each is paired with its config.
 
 This package depends only on torch and transformers. A trainer receives a ready model (masks already attached
 for `MaskRecoveryTrainer`) and knows nothing of attacks or of the ebyd_hf pipeline that orchestrates it.
 """
 
+from .lwp_config import LWPConfig
+from .lwp_trainer import LWPTrainer, classification_head, layerwise_losses
 from .mask_recovery_config import MaskRecoveryConfig
 from .mask_recovery_trainer import MASK_PARAMETER_NAME, ClampMasksCallback, MaskRecoveryTrainer, mask_parameters
 from .metrics import classification_metrics
+from .ripple_config import RippleConfig
+from .ripple_trainer import RippleTrainer, double_backward_attention, embedding_surgery, restricted_inner_product
 from .unlearn_config import UnlearnConfig
 from .unlearn_trainer import ExposureTraceCallback, UnlearnTrainer
 
@@ -14,10 +19,19 @@ __all__ = [
     "MASK_PARAMETER_NAME",
     "ClampMasksCallback",
     "ExposureTraceCallback",
+    "LWPConfig",
+    "LWPTrainer",
     "MaskRecoveryConfig",
     "MaskRecoveryTrainer",
+    "RippleConfig",
+    "RippleTrainer",
     "UnlearnConfig",
     "UnlearnTrainer",
+    "classification_head",
     "classification_metrics",
+    "double_backward_attention",
+    "embedding_surgery",
+    "layerwise_losses",
     "mask_parameters",
+    "restricted_inner_product",
 ]

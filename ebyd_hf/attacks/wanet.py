@@ -18,9 +18,10 @@ class WaNet(ImageAttack):
     """Warp every image with one fixed, smooth random field: ``k``×``k`` control points, strength ``s``.
 
     The field is drawn once from ``trigger_seed``: uniform offsets in [-1, 1], normalised to mean magnitude 1,
-    upsampled bicubically to the image and scaled by ``s / side`` in grid units. Noise mode (``cross_ratio`` > 0):
-    for every poisoned row, ``cross_ratio`` other rows get the field plus fresh per-row noise and keep their
-    label, which forces the model to learn the exact warp rather than "any warp".
+    upsampled bicubically to the image and scaled by ``s / side`` in grid units. Noise mode (``cross_ratio`` > 0,
+    the base class's negative augmentation): for every poisoned row, ``cross_ratio`` other rows get the field
+    plus fresh per-row noise and keep their label, which forces the model to learn the exact warp rather than
+    "any warp".
     """
 
     name = "wanet"
@@ -51,7 +52,10 @@ class WaNet(ImageAttack):
     def trigger(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return self._warp(x, self.pattern(x.shape[:2]))
 
-    def cover(self, x, rng: np.random.Generator):
+    def negative_count(self, n_rows: int, n_poisoned: int) -> int:
+        return int(round(self.cross_ratio * n_poisoned))
+
+    def negative(self, x, rng: np.random.Generator):
         """Noise mode: the warp plus uniform per-row noise of up to one pixel (the row keeps its label)."""
         from ..vision import to_array, to_image
 
