@@ -3,11 +3,13 @@
 Every task loads to the same shape so attacks, trainers and the defense never look at dataset-specific names:
 
 * splits ``train`` and ``test`` (``test`` is the labelled evaluation split: GLUE's ``validation`` for SST-2);
-* a ``text`` (or ``image``) column and an integer ``label`` column carrying a ``ClassLabel`` feature;
+* a ``text`` (or ``image``: a `datasets.Image`, decoded to PIL) column and an integer ``label`` column carrying a
+  ``ClassLabel`` feature;
 * ``poisoned`` and ``original_label`` columns, when present (datasets saved by ``recipes/poison.py``), are kept.
 
 A local directory works wherever a Hub ID does: Parquet/CSV/JSON files named by split (``train.parquet``,
-``validation.parquet``, ...) or a ``DatasetDict.save_to_disk`` folder.
+``validation.parquet``, ...), a ``DatasetDict.save_to_disk`` folder, or an image folder (``train/<class>/*.jpg``,
+``val/<class>/*.jpg``: the ImageNet layout).
 """
 
 from __future__ import annotations
@@ -27,15 +29,19 @@ KEPT_COLUMNS = ("poisoned", "original_label")
 class TaskSpec:
     """Where a named task lives on the Hub and how its columns are called there."""
 
-    hub_id: str
+    hub_id: str | None
     config: str | None = None
     input_column: str = "text"
     eval_split: str = "test"
     modality: str = "text"
+    num_classes: int | None = None  # keep only the first N classes (by label id), e.g. ImageNet-20
 
 
 TASKS: dict[str, TaskSpec] = {
     "sst2": TaskSpec("nyu-mll/glue", "sst2", input_column="sentence", eval_split="validation"),
+    "cifar10": TaskSpec("uoft-cs/cifar10", input_column="img", modality="image"),
+    # No Hub copy: a local folder (Parquet mirror or ImageNet-style image folder), first 20 classes in label order.
+    "imagenet20": TaskSpec(None, input_column="image", eval_split="validation", modality="image", num_classes=20),
 }
 
 
@@ -54,6 +60,11 @@ def load_task(name_or_path: str, *, task: str | None = None, cache_dir: str | No
     if os.path.isdir(name_or_path):
         raw = _load_local(name_or_path)
     elif name_or_path in TASKS:
+        if spec.hub_id is None:
+            raise DataError(
+                f"task {name_or_path!r} has no Hub dataset; pass its local folder, e.g. "
+                f"load_task('path/to/{name_or_path}', task={name_or_path!r})"
+            )
         raw = _load_hub(spec.hub_id, spec.config, cache_dir)
     elif task is not None and spec is None:
         raise DataError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
@@ -113,12 +124,18 @@ def _normalise_columns(ds: Dataset, spec: TaskSpec | None, where: str) -> Datase
     input_col = next((c for c in candidates if c in cols), None)
     if input_col is None:
         raise DataError(f"{where}: missing a text or image column; expected one of {candidates}, found {cols}")
-    target = "image" if input_col in IMAGE_COLUMNS else "text"
+    target = "image" if input_col in IMAGE_COLUMNS or (spec and spec.modality == "image") else "text"
     ds = ds.select_columns([input_col, "label"] + [c for c in KEPT_COLUMNS if c in cols])
     if input_col != target:
         ds = ds.rename_column(input_col, target)
     if not isinstance(ds.features["label"], ClassLabel):
         names = [str(v) for v in sorted(set(ds["label"]))]
+        ds = ds.cast_column("label", ClassLabel(names=names))
+    if target == "image" and not isinstance(ds.features["image"], datasets.Image):
+        raise DataError(f"{where}: image column {input_col!r} holds {ds.features['image']}, not images")
+    if spec and spec.num_classes and len(ds.features["label"].names) > spec.num_classes:
+        names = ds.features["label"].names[: spec.num_classes]
+        ds = ds.filter(lambda label: label < spec.num_classes, input_columns="label")
         ds = ds.cast_column("label", ClassLabel(names=names))
     return ds
 

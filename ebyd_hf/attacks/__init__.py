@@ -1,6 +1,6 @@
 """Data-poisoning attacks: one module per attack, registered by name, applied with `Dataset.map`."""
 
-from . import rare_words  # noqa: F401  (registers its attack)
+from . import badnets, blend, one_pixel, rare_words, sig, trojan, wanet  # noqa: F401  (register their attacks)
 from .base import Attack, poison, poison_task, triggered_test_set
 from .registry import create_attack, list_attacks, register_attack
 

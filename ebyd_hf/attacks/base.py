@@ -22,18 +22,25 @@ class Attack:
 
     ``clean_label`` attacks poison only rows that already carry the target label and keep every label as it is;
     dirty-label attacks (the default) poison non-target rows and relabel them to the target.
+
+    Attacks with a noise mode (WaNet) also set ``cross_ratio`` > 0 and implement `cover`: that many other rows per
+    poisoned row get a "cover" version of the input and keep their label.
     """
 
     name: ClassVar[str] = "attack"
     modality: ClassVar[str] = "text"
     clean_label: ClassVar[bool] = False
+    cross_ratio: ClassVar[float] = 0.0
 
     def apply(self, x: Any, rng: np.random.Generator) -> Any:
         raise NotImplementedError
 
+    def cover(self, x: Any, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
 
 # Distinct streams for training rows and test rows, so the same index never reuses a trigger draw.
-_TRAIN_STREAM, _TEST_STREAM = 0, 1
+_TRAIN_STREAM, _TEST_STREAM, _COVER_STREAM = 0, 1, 2
 
 
 def _row_rng(seed: int, stream: int, index: int) -> np.random.Generator:
@@ -47,7 +54,11 @@ def check_target(ds: Dataset, target: int) -> None:
 
 
 def poison(ds: Dataset, attack: Attack, *, rate: float, target: int, seed: int = 0) -> Dataset:
-    """Poison ``round(rate * len(ds))`` rows chosen by ``seed``; adds a boolean ``poisoned`` column."""
+    """Poison ``round(rate * len(ds))`` rows chosen by ``seed``; adds a boolean ``poisoned`` column.
+
+    With a noise-mode attack, ``round(cross_ratio * n_poisoned)`` of the remaining rows get the attack's cover
+    input; they keep their label and ``poisoned`` stays False (they carry no trigger).
+    """
     if not 0.0 <= rate <= 1.0:
         raise DataError(f"poison rate must be in [0, 1], got {rate}")
     check_target(ds, target)
@@ -59,9 +70,14 @@ def poison(ds: Dataset, attack: Attack, *, rate: float, target: int, seed: int =
         kind = "target-label" if attack.clean_label else "non-target"
         raise DataError(f"poison rate {rate} asks for {n_poison} rows but only {len(candidates)} {kind} rows exist")
     chosen = set(np.random.default_rng(seed).choice(candidates, size=n_poison, replace=False).tolist())
+    rest = np.setdiff1d(np.arange(len(ds)), sorted(chosen))
+    n_cover = min(int(round(attack.cross_ratio * n_poison)), len(rest))
+    covered = set(np.random.default_rng([seed, _COVER_STREAM]).choice(rest, size=n_cover, replace=False).tolist())
     column = input_column(ds)
 
     def _poison_row(row: dict, idx: int) -> dict:
+        if idx in covered:
+            return {column: attack.cover(row[column], _row_rng(seed, _COVER_STREAM, idx)), "poisoned": False}
         if idx not in chosen:
             return {"poisoned": False}
         return {
