@@ -1,23 +1,38 @@
 """`transformers.Trainer` subclasses for backdoor exposure and removal, each paired with its config.
 
-This package depends only on torch and transformers. A trainer receives a ready model (masks already attached
-for `MaskRecoveryTrainer`) and knows nothing of attacks or of the ebyd_hf pipeline that orchestrates it.
+This package depends only on torch and transformers. A trainer receives a ready model (masks or weight
+perturbations already attached, found by parameter name) and knows nothing of attacks or of the ebyd_hf pipeline
+that orchestrates it.
 """
 
+from .awp_config import AWPConfig
+from .awp_trainer import PERTURBATION_PARAMETER_NAMES, AWPTrainer, ProjectedSignAscentCallback, perturbation_parameters
+from .confusion_config import ConfusionConfig
+from .confusion_trainer import ConfusionTrainer
+from .exposure_config import ExposureConfig
+from .exposure_trace import ExposureTraceCallback
 from .mask_recovery_config import MaskRecoveryConfig
 from .mask_recovery_trainer import MASK_PARAMETER_NAME, ClampMasksCallback, MaskRecoveryTrainer, mask_parameters
 from .metrics import classification_metrics
 from .unlearn_config import UnlearnConfig
-from .unlearn_trainer import ExposureTraceCallback, UnlearnTrainer
+from .unlearn_trainer import UnlearnTrainer
 
 __all__ = [
     "MASK_PARAMETER_NAME",
+    "PERTURBATION_PARAMETER_NAMES",
+    "AWPConfig",
+    "AWPTrainer",
     "ClampMasksCallback",
+    "ConfusionConfig",
+    "ConfusionTrainer",
+    "ExposureConfig",
     "ExposureTraceCallback",
     "MaskRecoveryConfig",
     "MaskRecoveryTrainer",
+    "ProjectedSignAscentCallback",
     "UnlearnConfig",
     "UnlearnTrainer",
     "classification_metrics",
     "mask_parameters",
+    "perturbation_parameters",
 ]
