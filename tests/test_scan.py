@@ -52,22 +52,23 @@ def test_scan_of_a_backdoored_text_model(backdoored, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def clean_bert(tmp_path_factory):
-    """A tiny BERT trained like the ``backdoored`` fixture on the same kind of data, without poison, other seed."""
+def clean_resnet(tmp_path_factory):
+    """A tiny ResNet trained like the ``backdoored_resnet`` fixture on the colour task, without poison, seed 1."""
     from transformers import Trainer, TrainingArguments
 
     from ebyd_hf.data import normalise, split_defense
-    from ebyd_hf.processing import collator_for, tokenize
+    from ebyd_hf.processing import collator_for, prepare
 
-    from .conftest import make_sentiment_task
+    from .vision_fixtures import make_image_task, tiny_resnet
 
-    data = split_defense(normalise(make_sentiment_task(1000, 300, seed=1)), 200, seed=1)
-    tokenizer = make_tokenizer()
-    model = tiny_bert(seed=1)
+    data = split_defense(normalise(make_image_task(seed=1)), 200, seed=1)
+    model, processor = tiny_resnet(seed=1)
     args = TrainingArguments(
-        output_dir=str(tmp_path_factory.mktemp("clean")),
-        num_train_epochs=15,
-        learning_rate=1e-3,
+        output_dir=str(tmp_path_factory.mktemp("clean_resnet")),
+        num_train_epochs=10,
+        learning_rate=0.05,
+        optim="sgd",
+        optim_args="momentum=0.9",
         per_device_train_batch_size=32,
         report_to="none",
         save_strategy="no",
@@ -75,21 +76,26 @@ def clean_bert(tmp_path_factory):
         logging_strategy="no",
         seed=1,
     )
-    train = tokenize(data["train"], tokenizer, max_length=32)
-    Trainer(model=model, args=args, train_dataset=train, data_collator=collator_for(tokenizer)).train()
-    return model.eval(), data
+    train = prepare(data["train"], processor)
+    Trainer(model=model, args=args, train_dataset=train, data_collator=collator_for(processor)).train()
+    return model.eval(), processor, data
 
 
-def test_scan_of_a_clean_text_model_says_no_backdoor(clean_bert, tmp_path):
-    model, data = clean_bert
+def test_scan_of_a_clean_image_model_says_no_backdoor(clean_resnet, tmp_path):
+    model, processor, data = clean_resnet
     config = ScanConfig(
-        max_length=32, mask_kinds=["layernorm"], exposure_args=TEXT_CUL, corroborate_args=TEXT_CFT, probe_size=100
+        mask_kinds=["batchnorm"],
+        exposure_args=IMAGE_EXPOSURE,
+        corroborate_args=IMAGE_EXPOSURE,
+        neural_cleanse="none",
+        probe_size=100,
     )
     report = run_scan(
-        model, make_tokenizer(), data["defense"], config=config, scratch_dir=str(tmp_path), test=data["test"]
+        model, processor, data["defense"], config=config, scratch_dir=str(tmp_path), test=data["test"]
     ).report()
     assert report["exposure"]["stop_reason"]  # the clean model was exposed down to the floor too ...
     assert report["verdict"] == "clean" and report["label"] is None  # ... and yet no backdoor is reported
+    assert report["share"] < config.share_threshold  # its predictions stayed spread over the four classes
     assert report["strip"] is None and report["exposure"]["bem"] is None  # nothing triggered to measure
 
 
@@ -169,7 +175,8 @@ def test_scan_recipe_writes_report_and_plots(saved_suspect, capsys):
         [
             "--suspect", str(root / "suspect"), "--dataset", str(root / "data"), "--output_dir", str(out),
             "--max_length", "32", "--mask_kinds", "layernorm", "--exposure_args", json.dumps(TEXT_CUL),
-            "--strip_samples", "20", "--strip_args", '{"n_perturbations": 5}', "--probe_size", "100",
+            "--corroborate_args", json.dumps(TEXT_CFT), "--strip_samples", "20",
+            "--strip_args", '{"n_perturbations": 5}', "--probe_size", "100",
         ]
     )  # fmt: skip
     report = json.loads((out / "scan_report.json").read_text())

@@ -7,11 +7,12 @@ Whether there is a backdoor at all cannot be read off one exposure: exposing a *
 clean accuracy is gone, and the stop rule's floor (the accuracy of a constant predictor) is exactly where a model
 that answers one class for everything lands. Measured on clean models (README, "How the verdict threshold was
 chosen"): a clean binary BERT under Clean Unlearning collapsed onto one class (share 1.0), while under Confusion
-Fine-Tuning the same model ended spread out (share 0.51); a clean 4-class ResNet ended at shares 0.28 (CUL) and
-0.46 (CFT). A backdoor is one attractor that every exposure finds; a clean model's collapse is an accident of the
-method. So the verdict asks two exposures of different kinds (by default CUL, gradient ascent, and CFT, random
-labels) and says "backdoored" only when both put at least `DEFAULT_SHARE_THRESHOLD` of the predictions on the
-same label.
+Fine-Tuning the same model ended spread out (share 0.51); clean 4-class ResNets ended at CUL shares 0.28 and 0.46
+and a CFT share of 0.46. A backdoor is one attractor that every exposure finds; a clean model's collapse is an
+accident of the method. So the verdict asks two exposures of different kinds (by default CUL, gradient ascent,
+and CFT, random labels) and says "backdoored" only when both put at least `DEFAULT_SHARE_THRESHOLD` of the
+predictions on the same label. On binary tasks that is not enough: a clean tiny BERT collapsed onto the same
+class under both CUL and CFT (README, "Known weakness: binary tasks").
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..evaluation import predict
 
 # Chosen from clean models only: their largest dominant share at the end of a corroborating (CFT) exposure was
 # 0.51 (binary BERT, where a constant predictor already scores 0.505) and 0.46 (4-class ResNet); 0.8 leaves a
-# wide margin above both while staying below the 0.9+ that exposed backdoored models reach.
+# wide margin above both. (Backdoored models were not used to choose it; the tiny ones reach 0.93-1.0.)
 DEFAULT_SHARE_THRESHOLD = 0.8
 
 
