@@ -132,7 +132,7 @@ def text_model(data, seed: int, args, scratch: str):
     names = label_names(data)
     set_seed(seed)  # the fresh classification head is drawn at load time
     model, tokenizer = load_classifier(
-        args.text.model or sst2_badnet_rw.minilm_path(),
+        str(args.text.model or sst2_badnet_rw.minilm_path()),
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         new_head=True,
