@@ -167,6 +167,10 @@ def test_pruning_ranks_units_by_clean_activation(backdoored):
         prunable_layers(model, ["layernorm"], ["bert.embeddings"])
     with pytest.raises(ValueError, match="order"):
         PruningConfig(order="random")
+    with pytest.raises(ValueError, match="increase"):
+        PruningConfig(rates=[0.5, 0.2])
+    with pytest.raises(ValueError, match="collapse_share"):
+        PruningConfig(collapse_share=0.0)
 
 
 def test_defense_config_chooses_the_exposure_method(tmp_path):
