@@ -17,7 +17,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
-STAGES = ("poison", "train", "defend")
+STAGES = ("poison", "train", "defend", "scan", "expose")
 
 
 def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None = None) -> tuple:

@@ -2,7 +2,8 @@
 
 `run_defense` is the one entry point the recipes and benchmarks share. It only needs the suspect, its processor
 (tokenizer or image processor) and clean defense data; a clean test set (and a triggered copy with the target)
-only adds measurements.
+only adds measurements. Exposure is Clean Unlearning unless ``DefenseConfig.exposure`` names another method
+(``cft``, ``prune``, ``awp``; see `ebyd_hf.exposure`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from . import masks as M
 from .data import DataError, input_column, label_names
 from .detection import LabelFinding, backdoor_label
 from .evaluation import backdoor_metrics
-from .exposure import Exposure, clean_unlearn
+from .exposure import EXPOSURE_METHODS, Exposure, expose, exposure_config
 from .processing import collator_for, prepare
 from .removal import Recovery, ThresholdChoice, choose_threshold, prune, recover_masks
 
@@ -58,7 +59,12 @@ class DefenseConfig:
         default=0.02, metadata={"help": "Held-out accuracy the chosen threshold may cost, as a fraction."}
     )
     seed: int = field(default=42, metadata={"help": "Seed for the hold-out split and the trainers."})
+    exposure: str = field(default="cul", metadata={"help": "Exposure method: cul, cft, prune or awp."})
     unlearn: dict = field(default_factory=dict, metadata={"help": "UnlearnConfig overrides (JSON on the CLI)."})
+    exposure_args: dict = field(
+        default_factory=dict,
+        metadata={"help": "Overrides for the chosen exposure method's config (JSON; for cul, added to `unlearn`)."},
+    )
     recover: dict = field(default_factory=dict, metadata={"help": "MaskRecoveryConfig overrides (JSON on the CLI)."})
 
     def __post_init__(self):
@@ -66,11 +72,22 @@ class DefenseConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.prune_threshold is not None and not 0.0 <= self.prune_threshold <= 1.0:
             raise ValueError(f"prune_threshold must be in [0, 1], got {self.prune_threshold}")
+        if self.exposure not in EXPOSURE_METHODS:
+            raise ValueError(f"exposure must be one of {sorted(EXPOSURE_METHODS)}, got {self.exposure!r}")
         if self.mask_target not in M.MASK_TARGETS:
             raise ValueError(f"mask_target must be one of {M.MASK_TARGETS}, got {self.mask_target!r}")
 
     def unlearn_config(self, scratch_dir: str) -> UnlearnConfig:
         return UnlearnConfig(**self._trainer_defaults(scratch_dir, "unlearn"), **self.unlearn)
+
+    def exposure_config(self, scratch_dir: str):
+        """The chosen exposure method's config (`UnlearnConfig`, `ConfusionConfig`, `PruningConfig`, `AWPConfig`)."""
+        overrides = {**self.unlearn, **self.exposure_args} if self.exposure == "cul" else dict(self.exposure_args)
+        if self.exposure == "prune":
+            overrides.setdefault("kinds", list(self.mask_kinds))
+        return exposure_config(
+            self.exposure, scratch_dir=scratch_dir, seed=self.seed, eval_batch_size=self.eval_batch_size, **overrides
+        )
 
     def recover_config(self, scratch_dir: str) -> MaskRecoveryConfig:
         return MaskRecoveryConfig(**self._trainer_defaults(scratch_dir, "recover"), **self.recover)
@@ -106,6 +123,7 @@ class DefenseResult:
             "prediction_counts": self.label.counts,
             "metrics": self.metrics,
             "exposure": {
+                "method": self.exposure.method,
                 "bem": self.exposure.bem,
                 "steps": self.exposure.steps,
                 "stop_reason": self.exposure.stop_reason,
@@ -166,8 +184,15 @@ def run_defense(
     if test_tok is not None:
         metrics["suspect"] = measure(model)
 
-    exposure = clean_unlearn(
-        model, fit_train, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok, watch=fit
+    exposure = expose(
+        config.exposure,
+        model,
+        fit_train,
+        config=config.exposure_config(scratch_dir),
+        collator=collator,
+        kinds=config.mask_kinds,
+        probe=asr_tok,
+        watch=fit,
     )
     seconds["expose"] = exposure.seconds
     label = backdoor_label(
