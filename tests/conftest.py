@@ -121,4 +121,4 @@ def backdoored(tmp_path_factory, tokenizer):
     return {"model": model.eval(), "data": data, "tok": tok, "collator": collator_for(tokenizer)}
 
 
-from .vision_fixtures import backdoored_resnet, image_dir  # noqa: E402, F401  (vision fixtures)
+from .vision_fixtures import backdoored_resnet, backdoored_resnet_grey, image_dir  # noqa: E402, F401  (vision fixtures)

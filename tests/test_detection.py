@@ -48,8 +48,8 @@ def test_verdict_threshold_and_corroboration():
 FAST_NC = NeuralCleanseConfig(epochs=30, max_images=64, batch_size=16, patience=3, early_stop_patience=5)
 
 
-def test_neural_cleanse_recovers_the_planted_badnets_patch(backdoored_resnet, tmp_path):
-    model, processor, data = (backdoored_resnet[k] for k in ("model", "processor", "data"))
+def test_neural_cleanse_recovers_the_planted_badnets_patch(backdoored_resnet_grey, tmp_path):
+    model, processor, data = (backdoored_resnet_grey[k] for k in ("model", "processor", "data"))
     images = clean_images(data["defense"], processor, max_images=64)
     trigger = reverse_trigger(model, images, 0, processor=processor, config=FAST_NC)
     assert trigger.reached and trigger.attack_rate >= 0.99
@@ -66,8 +66,8 @@ def test_neural_cleanse_recovers_the_planted_badnets_patch(backdoored_resnet, tm
     assert Image.open(paths["trigger"]).size == (128, 128)
 
 
-def test_neural_cleanse_modes(backdoored_resnet):
-    model, processor, data = (backdoored_resnet[k] for k in ("model", "processor", "data"))
+def test_neural_cleanse_modes(backdoored_resnet_grey):
+    model, processor, data = (backdoored_resnet_grey[k] for k in ("model", "processor", "data"))
     one = neural_cleanse(model, data["defense"], processor=processor, labels=[0], config=FAST_NC)
     assert list(one.triggers) == [0] and one.anomaly_indices is None and one.flagged is None
     summary = one.summary()
@@ -101,8 +101,8 @@ def test_strip_separates_triggered_text_on_the_exposed_model(backdoored, tmp_pat
     assert results["exposed"].triggered_entropy.mean() < results["exposed"].clean_entropy.mean()
 
 
-def test_strip_separates_triggered_images_on_the_exposed_model(backdoored_resnet, tmp_path):
-    model, processor, data = (backdoored_resnet[k] for k in ("model", "processor", "data"))
+def test_strip_separates_triggered_images_on_the_exposed_model(backdoored_resnet_grey, tmp_path):
+    model, processor, data = (backdoored_resnet_grey[k] for k in ("model", "processor", "data"))
     config = exposure_config(
         "cft", scratch_dir=str(tmp_path), seed=0, learning_rate=1e-3, disable_tqdm=True, logging_strategy="no"
     )

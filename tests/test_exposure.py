@@ -71,12 +71,12 @@ def test_each_exposure_erases_clean_accuracy_and_keeps_the_backdoor(backdoored, 
 
 
 @pytest.mark.parametrize("method", ["prune", "awp"])
-def test_batchnorm_exposure_on_a_resnet(backdoored_resnet, tmp_path, method):
-    processor, data = backdoored_resnet["processor"], backdoored_resnet["data"]
+def test_batchnorm_exposure_on_a_resnet(backdoored_resnet_grey, tmp_path, method):
+    processor, data = backdoored_resnet_grey["processor"], backdoored_resnet_grey["data"]
     config = _config(method, tmp_path, **({"kinds": ["batchnorm"]} if method == "prune" else {}))
     exposure = expose(
         method,
-        backdoored_resnet["model"],
+        backdoored_resnet_grey["model"],
         prepare(data["defense"], processor),
         config=config,
         collator=collator_for(processor),

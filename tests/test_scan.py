@@ -53,7 +53,7 @@ def test_scan_of_a_backdoored_text_model(backdoored, tmp_path):
 
 @pytest.fixture(scope="module")
 def clean_resnet(tmp_path_factory):
-    """A tiny ResNet trained like the ``backdoored_resnet`` fixture on the colour task, without poison, seed 1."""
+    """A tiny ResNet trained like ``backdoored_resnet_grey`` on the four-colour task, without poison, seed 1."""
     from transformers import Trainer, TrainingArguments
 
     from ebyd_hf.data import normalise, split_defense
@@ -61,8 +61,8 @@ def clean_resnet(tmp_path_factory):
 
     from .vision_fixtures import make_image_task, tiny_resnet
 
-    data = split_defense(normalise(make_image_task(seed=1)), 200, seed=1)
-    model, processor = tiny_resnet(seed=1)
+    data = split_defense(normalise(make_image_task(seed=1, grey=True)), 200, seed=1)
+    model, processor = tiny_resnet(num_labels=4, seed=1)
     args = TrainingArguments(
         output_dir=str(tmp_path_factory.mktemp("clean_resnet")),
         num_train_epochs=10,
@@ -99,8 +99,8 @@ def test_scan_of_a_clean_image_model_says_no_backdoor(clean_resnet, tmp_path):
     assert report["strip"] is None and report["exposure"]["bem"] is None  # nothing triggered to measure
 
 
-def test_scan_of_an_image_model_runs_both_neural_cleanse_modes(backdoored_resnet, tmp_path):
-    model, processor, data = (backdoored_resnet[k] for k in ("model", "processor", "data"))
+def test_scan_of_an_image_model_runs_both_neural_cleanse_modes(backdoored_resnet_grey, tmp_path):
+    model, processor, data = (backdoored_resnet_grey[k] for k in ("model", "processor", "data"))
     config = ScanConfig(
         mask_kinds=["batchnorm"],
         exposure="awp",  # on the tiny colour ResNet AWP and CFT both land on the target; CUL (1e-3) did not
