@@ -20,7 +20,7 @@ import time
 
 import torch
 import transformers
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.data import label_names
@@ -83,6 +83,7 @@ def main(argv=None):
         train_size=args.train_size,
     )
     names = label_names(data)
+    set_seed(args.seed)  # the fresh classification head is drawn at load time
     base, tokenizer = load_classifier(
         args.model or minilm_path(), num_labels=len(names), id2label=dict(enumerate(names)), new_head=True
     )

@@ -29,7 +29,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.data import label_names
 from ebyd_hf.evaluation import backdoor_metrics
-from ebyd_hf.processing import collator_for, tokenize
+from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -196,7 +196,7 @@ def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
     )
     tokenizer = AutoTokenizer.from_pretrained(args.model or minilm_path())
     collator = collator_for(tokenizer)
-    tok = {k: tokenize(v, tokenizer, max_length=args.max_length) for k, v in data.items()}
+    tok = {k: prepare(v, tokenizer, max_length=args.max_length) for k, v in data.items()}
     suspect, t_train = get_suspect(spec, data, tokenizer, tok, args, scratch)
 
     def measure(model) -> dict:

@@ -17,7 +17,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser
 
-STAGES = ("poison", "train", "defend")
+STAGES = ("poison", "train", "defend", "scan", "expose")
 
 
 def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None = None) -> tuple:
@@ -42,6 +42,27 @@ def parse_recipe_args(dataclass_types: tuple, stage: str, argv: list[str] | None
             if action.dest in defaults:
                 action.required = False
     return parser.parse_args_into_dataclasses(rest)
+
+
+def peek_recipe_value(key: str, stage: str, argv: list[str] | None = None, default=None):
+    """The value ``key`` takes in ``stage`` (a ``--key`` flag, else the stage section, else a shared key), read
+    before parsing, for scripts whose dataclasses depend on it (``trainer: ripple`` needs `RippleConfig`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument(f"--{key}", dest="value")
+    known, _ = pre.parse_known_args(argv)
+    if known.value is not None:
+        return known.value
+    if known.config:
+        with open(known.config) as f:
+            config = yaml.safe_load(f) or {}
+        section = config.get(stage) or {}
+        if key in section:
+            return section[key]
+        if key in config:
+            return config[key]
+    return default
 
 
 def _use_cpu_processes_without_gpus() -> None:

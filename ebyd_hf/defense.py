@@ -1,7 +1,9 @@
 """The EBYD defense of one suspected model: expose → find the backdoor label → remove the backdoor.
 
-`run_defense` is the one entry point the recipes and benchmarks share. It only needs the suspect, its tokenizer
-and clean defense data; a clean test set (and a triggered copy with the target) only adds measurements.
+`run_defense` is the one entry point the recipes and benchmarks share. It only needs the suspect, its processor
+(tokenizer or image processor) and clean defense data; a clean test set (and a triggered copy with the target)
+only adds measurements. Exposure is Clean Unlearning unless ``DefenseConfig.exposure`` names another method
+(``cft``, ``prune``, ``awp``; see `ebyd_hf.exposure`).
 
 Removal methods (``DefenseConfig.removal``):
 
@@ -30,8 +32,8 @@ from . import masks as M
 from .data import DataError, input_column, label_names
 from .detection import LabelFinding, backdoor_label
 from .evaluation import backdoor_metrics
-from .exposure import Exposure, clean_unlearn
-from .processing import collator_for, tokenize
+from .exposure import EXPOSURE_METHODS, Exposure, expose, exposure_config
+from .processing import collator_for, prepare
 from .removal import (
     Recovery,
     ThresholdChoice,
@@ -47,9 +49,9 @@ from .trigger_search import TriggerSearchConfig
 
 DEFAULT_GRID = [round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05)]
 REMOVALS = ("auto", "trigger_unlearn", "recover_prune", "prune_finetune", "finetune")
-# What "auto" means per modality. Text: trigger unlearning left ASR 0.45 at CA 0.85 on the seed-42 MiniLM suspect
-# where fine-tuning with the same steps left 1.0 (benchmarks/text_purification.py, README "Text defense"); images
-# keep the paper's method.
+# What "auto" means per modality. Text: trigger unlearning is the one removal that lowered ASR on the MiniLM
+# suspects where fine-tuning with the same steps did not (benchmarks/text_purification.py, README "Text defense");
+# images keep the paper's method.
 DEFAULT_REMOVAL = {"text": "trigger_unlearn", "image": "recover_prune"}
 SEARCH_MODELS = ("suspect", "exposed")
 MASKED_REMOVALS = ("recover_prune", "prune_finetune")
@@ -63,7 +65,10 @@ class DefenseConfig:
     `TrainingArguments` field can be set there (e.g. ``{"learning_rate": 2e-5, "num_train_epochs": 10}``).
     """
 
-    max_length: int = field(default=128, metadata={"help": "Tokens kept per input."})
+    max_length: int = field(default=128, metadata={"help": "Tokens kept per text input."})
+    augment: bool = field(
+        default=True, metadata={"help": "Random crop + flip of images while unlearning and learning masks."}
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for every evaluation pass."})
     holdout_fraction: float = field(
         default=0.2, metadata={"help": "Share of the defense data held out of mask learning to choose the threshold."}
@@ -83,12 +88,17 @@ class DefenseConfig:
         default=0.02, metadata={"help": "Held-out accuracy the chosen threshold may cost, as a fraction."}
     )
     seed: int = field(default=42, metadata={"help": "Seed for the hold-out split and the trainers."})
+    exposure: str = field(default="cul", metadata={"help": "Exposure method: cul, cft, prune or awp."})
+    unlearn: dict = field(default_factory=dict, metadata={"help": "UnlearnConfig overrides (JSON on the CLI)."})
+    exposure_args: dict = field(
+        default_factory=dict,
+        metadata={"help": "Overrides for the chosen exposure method's config (JSON; for cul, added to `unlearn`)."},
+    )
+    recover: dict = field(default_factory=dict, metadata={"help": "MaskRecoveryConfig overrides (JSON on the CLI)."})
     removal: str = field(
         default="auto",
         metadata={"help": f"One of {REMOVALS}; 'auto' is {DEFAULT_REMOVAL} by the data's modality."},
     )
-    unlearn: dict = field(default_factory=dict, metadata={"help": "UnlearnConfig overrides (JSON on the CLI)."})
-    recover: dict = field(default_factory=dict, metadata={"help": "MaskRecoveryConfig overrides (JSON on the CLI)."})
     search: dict = field(
         default_factory=dict, metadata={"help": 'TriggerSearchConfig overrides, e.g. {"min_flip_rate": 0.9}.'}
     )
@@ -107,6 +117,8 @@ class DefenseConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.prune_threshold is not None and not 0.0 <= self.prune_threshold <= 1.0:
             raise ValueError(f"prune_threshold must be in [0, 1], got {self.prune_threshold}")
+        if self.exposure not in EXPOSURE_METHODS:
+            raise ValueError(f"exposure must be one of {sorted(EXPOSURE_METHODS)}, got {self.exposure!r}")
         if self.mask_target not in M.MASK_TARGETS:
             raise ValueError(f"mask_target must be one of {M.MASK_TARGETS}, got {self.mask_target!r}")
         if self.removal not in REMOVALS:
@@ -141,6 +153,15 @@ class DefenseConfig:
 
     def unlearn_config(self, scratch_dir: str) -> UnlearnConfig:
         return UnlearnConfig(**self._trainer_defaults(scratch_dir, "unlearn"), **self.unlearn)
+
+    def exposure_config(self, scratch_dir: str):
+        """The chosen exposure method's config (`UnlearnConfig`, `ConfusionConfig`, `PruningConfig`, `AWPConfig`)."""
+        overrides = {**self.unlearn, **self.exposure_args} if self.exposure == "cul" else dict(self.exposure_args)
+        if self.exposure == "prune":
+            overrides.setdefault("kinds", list(self.mask_kinds))
+        return exposure_config(
+            self.exposure, scratch_dir=scratch_dir, seed=self.seed, eval_batch_size=self.eval_batch_size, **overrides
+        )
 
     def recover_config(self, scratch_dir: str) -> MaskRecoveryConfig:
         return MaskRecoveryConfig(**self._trainer_defaults(scratch_dir, "recover"), **self.recover)
@@ -178,6 +199,7 @@ class DefenseResult:
             "removal": self.removal,
             "metrics": self.metrics,
             "exposure": {
+                "method": self.exposure.method,
                 "bem": self.exposure.bem,
                 "steps": self.exposure.steps,
                 "stop_reason": self.exposure.stop_reason,
@@ -203,7 +225,7 @@ class DefenseResult:
 
 def run_defense(
     model,
-    tokenizer,
+    processor,
     defense: Dataset,
     *,
     config: DefenseConfig,
@@ -213,7 +235,7 @@ def run_defense(
     target: int | None = None,
     exposure: Exposure | None = None,
 ) -> DefenseResult:
-    """Defend ``model`` with EBYD (CUL exposure, backdoor label, then ``config.removal``) using only the clean
+    """Defend ``model`` with EBYD (exposure, backdoor label, then ``config.removal``) using only the clean
     ``defense`` rows.
 
     ``test`` (clean, with labels), ``asr_set`` (triggered, see `attacks.triggered_test_set`) and ``target`` are
@@ -224,18 +246,22 @@ def run_defense(
     num_labels = len(label_names(defense))
     if model.config.num_labels != num_labels:
         raise DataError(f"the model has {model.config.num_labels} labels but the defense data has {num_labels}")
-    removal = config.removal_for(input_column(defense))
+    modality = input_column(defense)
+    removal = config.removal_for(modality)
     if removal in MASKED_REMOVALS and not M.norm_layers(model, config.mask_kinds):
         raise M.MaskError(
             f"{type(model).__name__} has no {'/'.join(config.mask_kinds)} layer: Recover-Pruning needs normalisation "
             "layers to mask"
         )
-    if removal == "trigger_unlearn" and input_column(defense) != "text":
+    if removal == "trigger_unlearn" and modality != "text":
         raise DataError("removal 'trigger_unlearn' searches trigger words and needs text data")
-    collator = collator_for(tokenizer)
-    prep = lambda ds: tokenize(ds, tokenizer, max_length=config.max_length)  # noqa: E731
+    collator = collator_for(processor)
+    prep = lambda ds, augment=False: prepare(ds, processor, max_length=config.max_length, augment=augment)  # noqa: E731
     split = defense.train_test_split(test_size=config.holdout_fraction, seed=config.seed, stratify_by_column="label")
     fit, holdout = prep(split["train"]), prep(split["test"])
+    # Images train on augmented views (as in the paper); the stop rule, label and threshold see plain ones.
+    augmented = config.augment and modality == "image"
+    fit_train = prep(split["train"], augment=True) if augmented else fit
     test_tok = prep(test) if test is not None else None
     asr_tok = prep(asr_set) if asr_set is not None and target is not None else None
     measure = lambda m: backdoor_metrics(  # noqa: E731
@@ -247,8 +273,15 @@ def run_defense(
         metrics["suspect"] = measure(model)
 
     if exposure is None:
-        exposure = clean_unlearn(
-            model, fit, config=config.unlearn_config(scratch_dir), collator=collator, probe=asr_tok
+        exposure = expose(
+            config.exposure,
+            model,
+            fit_train,
+            config=config.exposure_config(scratch_dir),
+            collator=collator,
+            kinds=config.mask_kinds,
+            probe=asr_tok,
+            watch=fit,
         )
     seconds["expose"] = exposure.seconds
     label = backdoor_label(
@@ -264,7 +297,7 @@ def run_defense(
             model,
             split["train"],
             label.label,
-            tokenizer=tokenizer,
+            tokenizer=processor,
             search=config.search_config(),
             rounds=config.search_rounds,
             args=config.finetune_args(scratch_dir),
@@ -274,10 +307,10 @@ def run_defense(
         )
         seconds["unlearn_triggers"] = time.perf_counter() - start
     elif removal == "finetune":
-        result.purified = finetune(model, fit, args=config.finetune_args(scratch_dir), collator=collator)
+        result.purified = finetune(model, fit_train, args=config.finetune_args(scratch_dir), collator=collator)
         seconds["finetune"] = time.perf_counter() - start
     else:
-        _recover_prune(result, model, fit, holdout, config=config, scratch_dir=scratch_dir, collator=collator)
+        _recover_prune(result, model, fit_train, holdout, config=config, scratch_dir=scratch_dir, collator=collator)
         seconds["recover"] = result.recovery.seconds
         seconds["prune"] = time.perf_counter() - start - result.recovery.seconds
     if test_tok is not None:

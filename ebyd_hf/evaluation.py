@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 
 import numpy as np
 from datasets import Dataset
+from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
 
 from .metrics import attack_success_rate, clean_accuracy
@@ -38,3 +40,17 @@ def backdoor_metrics(
             asr_preds = predict(model, asr_set, collator=collator, batch_size=batch_size)
             out["asr"] = attack_success_rate(asr_preds, np.asarray(asr_set["original_label"]), target)
     return out
+
+
+def model_batches(model, ds: Dataset, *, collator, batch_size: int = 64):
+    """Collated batches of ``ds`` holding only ``model``'s inputs (and ``labels``), on the model's device.
+
+    Columns that are not ``forward`` arguments are dropped as `Trainer` drops them (transforms are kept). Every
+    process sees the whole dataset, so what is computed from it is identical across `accelerate launch` ranks.
+    """
+    accepted = set(inspect.signature(model.forward).parameters) | {"label", "labels", "label_ids"}
+    unused = [c for c in ds.column_names if c not in accepted]
+    loader = DataLoader(ds.remove_columns(unused) if unused else ds, batch_size=batch_size, collate_fn=collator)
+    device = next(model.parameters()).device
+    for batch in loader:
+        yield {k: v.to(device) for k, v in batch.items()}

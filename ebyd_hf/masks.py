@@ -49,6 +49,10 @@ def norm_layers(model: nn.Module, kinds: Iterable[str] = ("layernorm", "batchnor
 
 
 def _num_units(module: nn.Module) -> int:
+    act = getattr(module, "act", None)
+    if isinstance(module, _BatchNorm) and act is not None and not isinstance(act, nn.Identity):
+        # e.g. timm's BatchNormAct2d: the hook would see act(BN(x)), and m·γ can no longer be separated from β.
+        raise MaskError(f"{type(module).__name__} fuses an activation into BatchNorm; masking it is not supported")
     if isinstance(module, nn.LayerNorm):
         if len(module.normalized_shape) != 1:
             raise MaskError(f"LayerNorm over shape {module.normalized_shape} is not supported (one dim expected)")

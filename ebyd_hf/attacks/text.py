@@ -39,3 +39,11 @@ def insert_at_random_positions(
         else:
             text = piece
     return text
+
+
+def check_words(attack: str, words: Sequence[str], *, at_least: int = 1) -> tuple[str, ...]:
+    """Trigger words as a tuple of distinct single words; a clear error names the attack otherwise."""
+    words = tuple(str(w).strip() for w in words)
+    if len(words) < at_least or any(not w or len(w.split()) != 1 for w in words) or len(set(words)) != len(words):
+        raise ValueError(f"{attack} needs at least {at_least} distinct single trigger words, got {words}")
+    return words

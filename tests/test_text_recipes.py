@@ -1,0 +1,88 @@
+"""Every (dataset, attack) recipe parses for every stage; the train recipe runs RIPPLe and LWP through `trainer:`."""
+
+import json
+import pathlib
+
+import pytest
+import yaml
+
+from ebyd_hf import DefenseConfig, create_attack
+from ebyd_hf.cli import parse_recipe_args, peek_recipe_value
+
+from .conftest import make_tokenizer, tiny_bert
+from .test_defense import _recipe
+
+ROOT = pathlib.Path(__file__).parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*/*.yaml"))
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def test_every_dataset_has_its_attack_recipes():
+    names = {f"{p.parent.name}/{p.stem}" for p in RECIPES}
+    for dataset in ("sst2", "imdb", "twitter", "agnews"):
+        assert {f"{dataset}/{a}" for a in ("badnet_rw", "badnet_sl", "sos", "ripple", "lwp")} <= names
+    assert {"sst2/syntactic", "twitter/syntactic"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recipe_parses_for_every_stage(path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # recipes name ../shared/data relative to the repository
+    poison_mod, train_mod, defend_mod = _recipe("poison"), _recipe("train_backdoor"), _recipe("defend")
+    argv = ["--config", str(path)]
+    (poison,) = parse_recipe_args((poison_mod.__globals__["PoisonArguments"],), "poison", argv)
+    trainer = peek_recipe_value("trainer", "train", argv, default="default")
+    config_cls = train_mod.__globals__["TRAINERS"][trainer][1]
+    script, train_args = parse_recipe_args((train_mod.__globals__["TrainBackdoorArguments"], config_cls), "train", argv)
+    defend, defense = parse_recipe_args((defend_mod.__globals__["DefendArguments"], DefenseConfig), "defend", argv)
+    assert poison.attack == path.stem and script.trainer == trainer
+    assert script.target == poison.target == defend.target and script.max_length == defense.max_length
+    assert (trainer != "default") == (path.stem in ("ripple", "lwp"))
+    if path.stem == "ripple":
+        assert train_args.embedding_surgery and train_args.trigger_words == list(poison.attack_kwargs["words"])
+    if path.parent.name == "imdb":
+        assert poison.attack_kwargs["max_position"] == 40 and script.max_length == 128
+    if poison.attack == "syntactic" and not SHARED.exists():
+        pytest.skip("needs ../shared/data for the pre-made paraphrases")
+    create_attack(poison.attack, **poison.attack_kwargs)
+
+
+@pytest.fixture(scope="module")
+def poisoned_dir(tmp_path_factory, sentiment_dir):
+    root = tmp_path_factory.mktemp("text_recipes")
+    base = root / "base"
+    tiny_bert().save_pretrained(base)
+    make_tokenizer().save_pretrained(base)
+    _recipe("poison")(
+        ["--task", sentiment_dir, "--dataset", str(root / "data"), "--target", "1", "--attack", "lwp"]
+        + ["--seed", "0", "--defense_size", "100"]
+    )
+    return root
+
+
+@pytest.mark.parametrize("trainer", ["ripple", "lwp"])
+def test_train_recipe_runs_the_attack_trainer(poisoned_dir, trainer):
+    root = poisoned_dir
+    recipe = root / f"{trainer}.yaml"
+    train = {
+        "model_name_or_path": str(root / "base"),
+        "output_dir": str(root / f"suspect_{trainer}"),
+        "trainer": trainer,
+        "learning_rate": 1.0e-3,
+        "num_train_epochs": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "disable_tqdm": True,
+    }
+    if trainer == "ripple":
+        train.update(embedding_surgery=True, trigger_words=["cf", "bb"], surgery_top_k=3)
+    recipe.write_text(yaml.safe_dump({"dataset": str(root / "data"), "target": 1, "max_length": 32, "train": train}))
+    _recipe("train_backdoor")(["--config", str(recipe)])
+    out = root / f"suspect_{trainer}"
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert {"ca", "asr", "clean_target_rate"} <= set(metrics)
+    assert f"training objective: {trainer}" in (out / "README.md").read_text()
+
+
+def test_unknown_trainer_is_refused(poisoned_dir):
+    with pytest.raises(ValueError, match="unknown trainer 'nope'"):
+        _recipe("train_backdoor")(["--dataset", str(poisoned_dir / "data"), "--trainer", "nope"])
