@@ -12,6 +12,7 @@ from .confusion_config import ConfusionConfig
 from .confusion_trainer import ConfusionTrainer
 from .exposure_config import ExposureConfig
 from .exposure_trace import ExposureTraceCallback
+from .exposure_trainer import ExposureTrainer
 from .lwp_config import LWPConfig
 from .lwp_trainer import LWPTrainer, classification_head, layerwise_losses
 from .mask_recovery_config import MaskRecoveryConfig
@@ -32,6 +33,7 @@ __all__ = [
     "ConfusionTrainer",
     "ExposureConfig",
     "ExposureTraceCallback",
+    "ExposureTrainer",
     "LWPConfig",
     "LWPTrainer",
     "MaskRecoveryConfig",

@@ -3,11 +3,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 
 from .awp_config import AWPConfig
-from .exposure_trace import ExposureTraceCallback
-from .metrics import classification_metrics
+from .exposure_trainer import ExposureTrainer
 
 # The convention between this trainer and whoever attaches perturbations: parameters with these names, owned by
 # the module whose weight / bias they perturb multiplicatively (module output computed with w·(1+δ_w), b·(1+δ_b)).
@@ -56,17 +55,18 @@ class ProjectedSignAscentCallback(TrainerCallback):
             self.trainer.trace[-1]["epsilon"] = self.epsilon if state.global_step else 0.0
 
 
-class AWPTrainer(Trainer):
+class AWPTrainer(ExposureTrainer):
     """Maximises the clean loss over multiplicative perturbations δ of normalisation-layer affine parameters.
 
     The model must carry parameters named like `PERTURBATION_PARAMETER_NAMES` (initialised to 0); the trainer
     freezes every other parameter. Training is projected sign-gradient ascent within the budget of `AWPConfig`;
-    the stop rule and ``trace`` (with the budget of each epoch) work as in `UnlearnTrainer`.
+    the stop rule and ``trace`` (with the budget of each epoch) work as in `ExposureTrainer`.
     """
 
-    def __init__(self, model=None, args: AWPConfig | None = None, train_dataset=None, eval_dataset=None, **kwargs):
-        if args is None:
-            args = AWPConfig(output_dir="awp_output")
+    config_class = AWPConfig
+    ascent = True
+
+    def __init__(self, model=None, args: AWPConfig | None = None, **kwargs):
         params = perturbation_parameters(model)
         if not params:
             raise ValueError(
@@ -75,28 +75,10 @@ class AWPTrainer(Trainer):
             )
         for name, param in model.named_parameters():
             param.requires_grad_(name in params)
-        kwargs.setdefault("compute_metrics", classification_metrics)
-        super().__init__(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=train_dataset if eval_dataset is None else eval_dataset,
-            **kwargs,
-        )
-        self.model_accepts_loss_kwargs = False
+        super().__init__(model=model, args=args, **kwargs)
         self.perturbations = list(params.values())
-        self.exposure = ExposureTraceCallback(args, ascent=True)
-        self.add_callback(self.exposure)
         self.pgd = ProjectedSignAscentCallback(self)
         self.add_callback(self.pgd)
-
-    @property
-    def trace(self) -> list[dict]:
-        return self.exposure.trace
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.exposure.stop_reason
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.args.freeze_norm_stats and model.training:
