@@ -101,6 +101,7 @@ def load_classifier(
     """
     if modality not in (None, *MODALITIES):
         raise ModelLoadError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    name_or_path = os.fspath(name_or_path)  # a pathlib.Path works as well as a string
     if is_timm_architecture(name_or_path):
         if not new_head:
             raise ModelLoadError(

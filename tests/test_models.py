@@ -1,4 +1,5 @@
 import os
+import pathlib
 
 import pytest
 import torch
@@ -18,6 +19,13 @@ def model_dir(tmp_path, bert, tokenizer):
 def test_loads_a_local_safetensors_classifier(model_dir):
     model, tokenizer = load_classifier(model_dir, num_labels=2)
     assert model.config.num_labels == 2 and tokenizer("good film")["input_ids"]
+
+
+def test_a_pathlib_path_loads_like_a_string(model_dir):
+    model, _ = load_classifier(
+        pathlib.Path(model_dir), num_labels=4, id2label={i: str(i) for i in range(4)}, new_head=True
+    )
+    assert model.config.num_labels == 4
 
 
 def test_wrong_label_count_is_named(model_dir):
