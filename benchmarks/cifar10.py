@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import tempfile
 import time
 
 import timm
-import torch
-import transformers
 import yaml
 from transformers import Trainer, TrainingArguments
 
@@ -33,6 +29,8 @@ from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
 from ebyd_hf.vision import image_size
+
+from common import environment as common_environment  # benchmarks/ is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECIPES = os.path.join(HERE, "..", "recipes", "cifar10")
@@ -165,15 +163,7 @@ def main(argv=None):
     for name in args.attacks:
         with tempfile.TemporaryDirectory(prefix=f"ebyd_cifar10_{name}_") as scratch:
             out[name] = run_attack(name, args.data, scratch)
-    environment = {
-        "date": datetime.date.today().isoformat(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "timm": timm.__version__,
-        "threads": torch.get_num_threads(),
-        "total_seconds": time.perf_counter() - start,
-    }
+    environment = common_environment(timm=timm.__version__, total_seconds=time.perf_counter() - start)
     for result in out.values():
         result["setup"]["environment"] = environment
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

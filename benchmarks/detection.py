@@ -24,18 +24,13 @@ and prints the tables.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 
-import sst2_badnet_rw  # benchmarks/ is on sys.path when this file runs as a script
-import torch
-import transformers
 import yaml
 from datasets import DatasetDict
 from transformers import TrainingArguments, set_seed
@@ -48,6 +43,9 @@ from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
 from ebyd_hf.scan import ScanConfig, run_scan
 from ebyd_hf.vision import image_size
+
+import sst2_badnet_rw  # benchmarks/ is on sys.path when this file runs as a script
+from common import environment, minilm_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data")
@@ -132,7 +130,7 @@ def text_model(data, seed: int, args, scratch: str):
     names = label_names(data)
     set_seed(seed)  # the fresh classification head is drawn at load time
     model, tokenizer = load_classifier(
-        str(args.text.model or sst2_badnet_rw.minilm_path()),
+        str(args.text.model or minilm_path()),
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         new_head=True,
@@ -381,14 +379,7 @@ def main(argv=None):
             },
             "total_seconds": time.perf_counter() - started,
         },
-        "environment": {
-            "date": datetime.date.today().isoformat(),
-            "command": " ".join(["python", *sys.argv]),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "environment": environment(),
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:

