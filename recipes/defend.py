@@ -11,50 +11,25 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 
-from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, run_defense, split_defense
-from ebyd_hf.attacks import triggered_test_set
+from ebyd_hf import DefenseConfig, run_defense
 from ebyd_hf.cli import parse_recipe_args
-from ebyd_hf.data import input_column, label_names
 from ebyd_hf.models import library_name, model_card, push_folder, save_model
 from ebyd_hf.outputs import atomic_output_dir, process_state
 from ebyd_hf.report import card_body, metrics_table, write_report
+from ebyd_hf.suspect import SuspectArguments, load_suspect
 
 
 @dataclass
-class DefendArguments:
-    suspect: str = field(metadata={"help": "Suspected model: Hub ID or local folder (safetensors)."})
-    dataset: str = field(metadata={"help": "Poisoned DatasetDict folder, or any task / Hub ID / folder of clean data."})
-    output_dir: str = field(metadata={"help": "Where the purified model and report go."})
-    target: int | None = field(default=None, metadata={"help": "Known backdoor label: only to measure ASR/CTR."})
-    attack: str | None = field(default=None, metadata={"help": "Attack to build an ASR set when the data has none."})
-    attack_kwargs: dict = field(default_factory=dict, metadata={"help": "Attack options (JSON on the CLI)."})
-    defense_size: int = field(default=500, metadata={"help": "Clean rows carved from train if no defense split."})
+class DefendArguments(SuspectArguments):
     push_to_hub: bool = field(default=False, metadata={"help": "Push the purified model folder to the Hub."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for --push_to_hub."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
-    allow_pickle: bool = field(default=False, metadata={"help": "Allow a pickle-only suspect (runs its code!)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub."})
 
 
 def main(argv=None):
     args, config = parse_recipe_args((DefendArguments, DefenseConfig), "defend", argv)
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
-    data = load_task(args.dataset)
-    if "defense" not in data:
-        data = split_defense(data, args.defense_size, seed=config.seed)
-    asr_set = data.get("test_poisoned")
-    if asr_set is None and args.attack and args.target is not None:
-        asr_set = triggered_test_set(
-            data["test"], create_attack(args.attack, **args.attack_kwargs), target=args.target, seed=config.seed
-        )
-    model, processor = load_classifier(
-        args.suspect,
-        num_labels=len(label_names(data)),
-        allow_pickle=args.allow_pickle,
-        trust_remote_code=args.trust_remote_code,
-        modality=input_column(data),
-    )
+    model, processor, data, asr_set = load_suspect(args, seed=config.seed)
     with atomic_output_dir(args.output_dir, overwrite=args.overwrite) as tmp, tempfile.TemporaryDirectory() as scratch:
         result = run_defense(
             model,

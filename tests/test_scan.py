@@ -54,31 +54,10 @@ def test_scan_of_a_backdoored_text_model(backdoored, tmp_path):
 @pytest.fixture(scope="module")
 def clean_resnet(tmp_path_factory):
     """A tiny ResNet trained like ``backdoored_resnet_grey`` on the four-colour task, without poison, seed 1."""
-    from transformers import Trainer, TrainingArguments
+    from .vision_fixtures import trained_resnet
 
-    from ebyd_hf.data import normalise, split_defense
-    from ebyd_hf.processing import collator_for, prepare
-
-    from .vision_fixtures import make_image_task, tiny_resnet
-
-    data = split_defense(normalise(make_image_task(seed=1, grey=True)), 200, seed=1)
-    model, processor = tiny_resnet(num_labels=4, seed=1)
-    args = TrainingArguments(
-        output_dir=str(tmp_path_factory.mktemp("clean_resnet")),
-        num_train_epochs=10,
-        learning_rate=0.05,
-        optim="sgd",
-        optim_args="momentum=0.9",
-        per_device_train_batch_size=32,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        logging_strategy="no",
-        seed=1,
-    )
-    train = prepare(data["train"], processor)
-    Trainer(model=model, args=args, train_dataset=train, data_collator=collator_for(processor)).train()
-    return model.eval(), processor, data
+    trained = trained_resnet(tmp_path_factory, grey=True, rate=0.0, seed=1)
+    return trained["model"], trained["processor"], trained["data"]
 
 
 def test_scan_of_a_clean_image_model_says_no_backdoor(clean_resnet, tmp_path):

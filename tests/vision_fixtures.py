@@ -59,16 +59,18 @@ def backdoored_resnet(tmp_path_factory):
 
     Returns the model (read-only: copy before changing it), its processor and the poisoned DatasetDict.
     """
-    return _backdoored_resnet(tmp_path_factory, grey=False, rate=0.2)
+    return trained_resnet(tmp_path_factory, grey=False, rate=0.2)
 
 
 @pytest.fixture(scope="session")
 def backdoored_resnet_grey(tmp_path_factory):
     """The same on the four-colour task (with the grey class) and 10% poison: the exposure/detection tests' model."""
-    return _backdoored_resnet(tmp_path_factory, grey=True, rate=0.1)
+    return trained_resnet(tmp_path_factory, grey=True, rate=0.1)
 
 
-def _backdoored_resnet(tmp_path_factory, *, grey: bool, rate: float) -> dict:
+def trained_resnet(tmp_path_factory, *, grey: bool, rate: float, seed: int = 0) -> dict:
+    """A tiny ResNet trained on the colour task with ``rate`` BadNets poison to label 0 (``rate=0``: a clean model
+    trained the same way)."""
     from transformers import Trainer, TrainingArguments
 
     from ebyd_hf import create_attack, poison_task
@@ -76,14 +78,14 @@ def _backdoored_resnet(tmp_path_factory, *, grey: bool, rate: float) -> dict:
     from ebyd_hf.processing import collator_for, prepare
 
     data = poison_task(
-        normalise(make_image_task(grey=grey)),
+        normalise(make_image_task(grey=grey, seed=seed)),
         create_attack("badnets", cell=2),
         rate=rate,
         target=0,
-        seed=0,
+        seed=seed,
         defense_size=200,
     )
-    model, processor = tiny_resnet(num_labels=4 if grey else 3)
+    model, processor = tiny_resnet(num_labels=4 if grey else 3, seed=seed)
     args = TrainingArguments(
         output_dir=str(tmp_path_factory.mktemp("resnet_suspect")),
         num_train_epochs=10,
@@ -95,7 +97,7 @@ def _backdoored_resnet(tmp_path_factory, *, grey: bool, rate: float) -> dict:
         save_strategy="no",
         disable_tqdm=True,
         logging_strategy="no",
-        seed=0,
+        seed=seed,
     )
     train = prepare(data["train"], processor)
     Trainer(model=model, args=args, train_dataset=train, data_collator=collator_for(processor)).train()
