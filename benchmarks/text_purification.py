@@ -64,6 +64,11 @@ LITERAL = Variant(
 )
 VARIANTS = [
     Variant(
+        "trigger_unlearn_gradient_ranking",
+        "the default with the first-order (HotFlip-style) ranking of earlier versions instead of exact insertion",
+        {"search": {"ranking": "gradient"}},
+    ),
+    Variant(
         "trigger_unlearn_search_exposed",
         "first trigger search ranks and verifies on the exposed model instead of the suspect",
         {"search_model": "exposed"},

@@ -1,9 +1,12 @@
-"""Find a text backdoor's trigger words from clean data alone: rank the vocabulary by gradient, verify by flips.
+"""Find a text backdoor's trigger words from clean data alone: rank the vocabulary, verify the best by flips.
 
-1. **Rank** every insertable vocabulary token at once, first order (HotFlip-style): insert a placeholder token
-   at a random word boundary of clean sentences that are not of the backdoor label, take the gradient of the
-   model's target margin with respect to the placeholder's input embedding, and score each token embedding by
-   its dot product with the averaged gradient.
+1. **Rank** every insertable vocabulary token. ``ranking="insertion"`` (the default), exact: insert every token
+   at a random word boundary of a few of the shortest clean sentences that are not of the backdoor label and
+   score it by the model's mean target margin (one forward pass per token and sentence).
+   ``ranking="gradient"``, first order (HotFlip-style): insert a placeholder token in such sentences, take the
+   gradient of the target margin with respect to the placeholder's input embedding, and score each token
+   embedding by its dot product with the averaged gradient; cheaper, but it can bury a trigger whose effect is
+   not linear in its embedding.
 2. **Verify** the best-ranked tokens exactly: insert each as a word into clean non-target sentences the model
    classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
    of them; an ordinary word, even a strongly positive one, flips some.
@@ -22,13 +25,21 @@ import torch
 
 from .attacks.text import insert_at_random_positions
 
+RANKINGS = ("gradient", "insertion")
+
 
 @dataclass
 class TriggerSearchConfig:
     """Settings of one trigger search (the ``search`` dict of `DefenseConfig`)."""
 
     top_k: int = 64
-    """How many of the best gradient-ranked tokens are verified by insertion."""
+    """How many of the best-ranked tokens are verified by insertion."""
+    ranking: str = "insertion"
+    """``"insertion"`` (exact margins, ``rank_rows`` forward passes per vocabulary token) or ``"gradient"`` (first
+    order, one backward pass per batch of sentences: faster, but on the seed-42 MiniLM suspect it ranked two of
+    the four trigger words 381st and 421st, where insertion ranked all four first)."""
+    rank_rows: int = 2
+    """Sentences per token for ``ranking="insertion"``."""
     min_flip_rate: float = 0.9
     """A verified token is a trigger if inserting it flips at least this share of non-target sentences."""
     max_rows: int = 200
@@ -42,6 +53,10 @@ class TriggerSearchConfig:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
         if not 0.0 < self.min_flip_rate <= 1.0:
             raise ValueError(f"min_flip_rate must be in (0, 1], got {self.min_flip_rate}")
+        if self.ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {RANKINGS}, got {self.ranking!r}")
+        if self.rank_rows < 1:
+            raise ValueError(f"rank_rows must be at least 1, got {self.rank_rows}")
         if self.max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
 
@@ -123,6 +138,42 @@ def rank_tokens(
 
 
 @torch.no_grad()
+def rank_tokens_by_insertion(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    target: int,
+    candidates: np.ndarray,
+    *,
+    rows: int = 4,
+    max_length: int = 64,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> np.ndarray:
+    """Mean target margin of ``model`` over the ``rows`` shortest ``texts``, each with one candidate id inserted
+    at a random word boundary; ``-inf`` for ids not in ``candidates``. Short sentences keep the passes cheap and
+    let a single word weigh the most."""
+    rng = np.random.default_rng(seed)
+    was_training = model.training
+    model.eval()
+    shortest = sorted(texts, key=len)[:rows]
+    total = torch.zeros(len(candidates))
+    for text in shortest:
+        ids = tokenizer(text, truncation=True, max_length=max_length - 1)["input_ids"]
+        pos = int(rng.choice(_word_starts(tokenizer, ids)))
+        for start in range(0, len(candidates), batch_size):
+            chunk = torch.as_tensor(candidates[start : start + batch_size])
+            batch = torch.tensor(ids[:pos] + [0] + ids[pos:]).repeat(len(chunk), 1)
+            batch[:, pos] = chunk
+            logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
+            total[start : start + len(chunk)] += target_margin(logits.float(), target)
+    model.train(was_training)
+    scores = np.full(model.get_input_embeddings().weight.shape[0], -np.inf)
+    scores[candidates] = (total / max(len(shortest), 1)).numpy()
+    return scores
+
+
+@torch.no_grad()
 def predict_texts(model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64) -> np.ndarray:
     """Predicted class per raw text (a plain loop: cheap for the few hundred short texts a search needs)."""
     was_training = model.training
@@ -177,8 +228,13 @@ def search_triggers(
     rows = [t for t, p in zip(texts, preds, strict=True) if p != target][: config.max_rows]
     if not rows:
         return TriggerSearch([], [], 0, time.perf_counter() - start, config)
-    scores = rank_tokens(model, tokenizer, rows, target, max_length=config.max_length, seed=config.seed)
     ids = insertable_token_ids(tokenizer)
+    if config.ranking == "insertion":
+        scores = rank_tokens_by_insertion(
+            model, tokenizer, rows, target, ids, rows=config.rank_rows, max_length=config.max_length, seed=config.seed
+        )
+    else:
+        scores = rank_tokens(model, tokenizer, rows, target, max_length=config.max_length, seed=config.seed)
     ranked = ids[np.argsort(-scores[ids], kind="stable")][: config.top_k]
     words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
     rates = flip_rates(

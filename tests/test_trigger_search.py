@@ -9,6 +9,7 @@ from ebyd_hf.trigger_search import (
     flip_rates,
     insertable_token_ids,
     rank_tokens,
+    rank_tokens_by_insertion,
     search_triggers,
     target_margin,
 )
@@ -62,7 +63,35 @@ def test_search_with_nothing_to_verify_returns_no_trigger(backdoored, tokenizer)
     assert result.triggers == [] and result.rows == 0
 
 
-@pytest.mark.parametrize("bad", [{"top_k": 0}, {"min_flip_rate": 0.0}, {"min_flip_rate": 1.5}, {"max_rows": 0}])
+def test_insertion_ranking_puts_the_planted_triggers_first(backdoored, tokenizer):
+    defense = backdoored["data"]["defense"]
+    texts = [t for t, y in zip(defense["text"], defense["label"], strict=True) if y == 0]
+    ids = insertable_token_ids(tokenizer)
+    scores = rank_tokens_by_insertion(
+        backdoored["model"], tokenizer, texts, 1, ids, rows=3, max_length=32, batch_size=7
+    )
+    best = tokenizer.convert_ids_to_tokens(ids[np.argsort(-scores[ids])][: len(TRIGGERS)].tolist())
+    assert set(best) == set(TRIGGERS)
+    assert np.isneginf(scores[tokenizer.cls_token_id]) and np.isfinite(scores[ids]).all()
+    # the search uses it when asked, and verifies the triggers from a short list (in this synthetic task a
+    # positive word such as "great" really makes a sentence positive, so it may pass verification too)
+    config = TriggerSearchConfig(ranking="insertion", top_k=len(TRIGGERS) + 4, max_length=32)
+    result = search_triggers(backdoored["model"], tokenizer, defense["text"], defense["label"], 1, config=config)
+    assert set(TRIGGERS) <= set(result.triggers)
+    assert not set(result.triggers) & set(NEGATIVE)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"top_k": 0},
+        {"min_flip_rate": 0.0},
+        {"min_flip_rate": 1.5},
+        {"max_rows": 0},
+        {"ranking": "magic"},
+        {"rank_rows": 0},
+    ],
+)
 def test_bad_search_config(bad):
     with pytest.raises(ValueError):
         TriggerSearchConfig(**bad)
