@@ -107,6 +107,15 @@ class DefenseConfig:
         metadata={"help": "Model the first trigger search ranks and verifies on: 'suspect' or 'exposed'."},
     )
     search_rounds: int = field(default=3, metadata={"help": "Most search → unlearn rounds of trigger_unlearn."})
+    trigger_residual: float = field(
+        default=0.1,
+        metadata={
+            "help": "trigger_unlearn keeps unlearning while a found word flips more than this share of held-out rows."
+        },
+    )
+    trigger_unlearn_blocks: int = field(
+        default=4, metadata={"help": "Most unlearning blocks (of `finetune` epochs each) per search round."}
+    )
     finetune: dict = field(
         default_factory=dict,
         metadata={"help": "TrainingArguments overrides for the fine-tuning of trigger_unlearn / prune_finetune."},
@@ -127,6 +136,10 @@ class DefenseConfig:
             raise ValueError(f"search_model must be one of {SEARCH_MODELS}, got {self.search_model!r}")
         if self.search_rounds < 1:
             raise ValueError(f"search_rounds must be at least 1, got {self.search_rounds}")
+        if not 0.0 <= self.trigger_residual <= 1.0:
+            raise ValueError(f"trigger_residual must be in [0, 1], got {self.trigger_residual}")
+        if self.trigger_unlearn_blocks < 1:
+            raise ValueError(f"trigger_unlearn_blocks must be at least 1, got {self.trigger_unlearn_blocks}")
         self.search_config()  # fail on a bad search option now, not after the exposure
 
     def removal_for(self, modality: str) -> str:
@@ -304,6 +317,9 @@ def run_defense(
             prep=prep,
             collator=collator,
             search_model=exposure.model if config.search_model == "exposed" else None,
+            holdout=split["test"],
+            residual=config.trigger_residual,
+            blocks=config.trigger_unlearn_blocks,
         )
         seconds["unlearn_triggers"] = time.perf_counter() - start
     elif removal == "finetune":

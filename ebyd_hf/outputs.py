@@ -1,4 +1,4 @@
-"""Output folders that appear complete or not at all."""
+"""Process state under `accelerate launch`, and output folders that appear complete or not at all."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ from accelerate.utils import parse_flag_from_env
 def process_state() -> PartialState:
     """This process's place in an `accelerate launch` run, CPU-only runs (gloo) included."""
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
+def from_main_process(value):
+    """The main process's ``value`` on every process (a no-op in a single process).
+
+    Data-dependent control flow (how many unlearning blocks, which trigger words) must be the same on every rank,
+    or the ranks' collectives stop matching; the ranks' models are not guaranteed to be bit-identical.
+    """
+    state = process_state()
+    if state.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ from . import masks as M
 from .attacks.text import insert_at_random_positions
 from .evaluation import predict
 from .metrics import clean_accuracy
-from .trigger_search import TriggerSearch, TriggerSearchConfig, search_triggers
+from .outputs import from_main_process
+from .trigger_search import TriggerSearch, TriggerSearchConfig, flip_rates, predict_texts, search_triggers
 
 
 @dataclass
@@ -139,16 +140,19 @@ def unlearn_triggers(
 
 @dataclass
 class TriggerUnlearning:
-    """The words unlearned, and each search round (the last one found nothing new, or the round limit hit)."""
+    """The words unlearned, each search round (the last one found nothing new, or the round limit hit), and the
+    found words' flip rate on held-out rows after each unlearning block."""
 
     triggers: list[str]
     searches: list[TriggerSearch]
     seconds: float
+    blocks: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
             "triggers": self.triggers,
             "rounds": [s.report() for s in self.searches],
+            "unlearning_blocks": self.blocks,
             "seconds": self.seconds,
         }
 
@@ -165,6 +169,9 @@ def search_and_unlearn(
     prep,
     collator,
     search_model=None,
+    holdout: Dataset | None = None,
+    residual: float = 0.1,
+    blocks: int = 1,
 ) -> tuple[object, TriggerUnlearning]:
     """Search triggers → unlearn them from ``model`` → search the result again, until no new trigger turns up.
 
@@ -172,19 +179,56 @@ def search_and_unlearn(
     fine-tuning run away from the suspect however many rounds it took. The first search runs on
     ``search_model`` (default ``model``), later ones on the latest unlearned model, where a trigger the first
     ranking missed is still at full strength. ``clean`` is raw (untokenised) clean data.
+
+    Unlearning runs in blocks of ``args`` epochs, each continuing from the last (with other trigger draws), up to
+    ``blocks`` of them, until no found word flips more than ``residual`` of the ``holdout`` rows (clean rows the
+    unlearning never sees; without them, one block). Under `accelerate launch` every decision is the main
+    process's, so all ranks run the same steps.
     """
     start = time.perf_counter()
     texts, labels = list(clean["text"]), list(clean["label"])
     found: list[str] = []
     searches: list[TriggerSearch] = []
+    log: list[dict] = []
     purified, searched = copy.deepcopy(model), search_model if search_model is not None else model
-    for _ in range(rounds):
-        result = search_triggers(searched, tokenizer, texts, labels, target, config=search)
+    for round_index in range(rounds):
+        result = from_main_process(search_triggers(searched, tokenizer, texts, labels, target, config=search))
         searches.append(result)
         new = [w for w in result.triggers if w not in found]
         if not new:
             break
         found += new
-        purified = unlearn_triggers(model, clean, found, args=args, prep=prep, collator=collator, seed=search.seed)
+        purified = model
+        for block in range(blocks):
+            purified = unlearn_triggers(
+                purified, clean, found, args=args, prep=prep, collator=collator, seed=search.seed + block
+            )
+            rates = from_main_process(_held_out_flip_rates(purified, tokenizer, holdout, found, target, search))
+            log.append({"round": round_index, "block": block, **rates})
+            if not rates["rows"] or rates["max_flip_rate"] <= residual:
+                break
         searched = purified
-    return purified, TriggerUnlearning(found, searches, time.perf_counter() - start)
+    return purified, TriggerUnlearning(found, searches, time.perf_counter() - start, log)
+
+
+def _held_out_flip_rates(model, tokenizer, holdout, words, target, search: TriggerSearchConfig) -> dict:
+    """Flip rates of ``words`` on the held-out non-target rows ``model`` classifies correctly."""
+    none = {"rows": 0, "max_flip_rate": None, "flip_rates": {}}
+    if holdout is None:
+        return none
+    texts = [t for t, y in zip(holdout["text"], holdout["label"], strict=True) if y != target]
+    preds = predict_texts(model, tokenizer, texts, max_length=search.max_length, batch_size=search.batch_size)
+    rows = [t for t, p in zip(texts, preds, strict=True) if p != target]
+    if not rows:
+        return none
+    rates = flip_rates(
+        model,
+        tokenizer,
+        rows,
+        words,
+        target,
+        max_length=search.max_length,
+        batch_size=search.batch_size,
+        seed=search.seed,
+    )
+    return {"rows": len(rows), "max_flip_rate": max(rates), "flip_rates": dict(zip(words, rates, strict=True))}

@@ -88,10 +88,17 @@ def _removal_lines(report: dict) -> list[str]:
                 f"- trigger search ({len(t['rounds'])} round(s)): **no trigger word found**; the model is unchanged"
             ]
         words = ", ".join(f"`{w}`" for w in t["triggers"])
-        return [
+        lines = [
             f"- trigger words found and unlearned ({len(t['rounds'])} search round(s)): {words}",
             "- unlearning: fine-tuned on the clean defense rows plus copies with those words inserted, true labels",
         ]
+        last = (t.get("unlearning_blocks") or [{}])[-1]
+        if last.get("max_flip_rate") is not None:
+            lines.append(
+                f"- afterwards the found words flip at most {_pct(last['max_flip_rate'])} of {last['rows']} held-out "
+                "clean rows to the backdoor label"
+            )
+        return lines
     lines = []
     if "pruning" in report:
         pruning = report["pruning"]

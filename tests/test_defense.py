@@ -103,6 +103,16 @@ def test_trigger_unlearning_is_the_text_default_and_removes_the_backdoor(backdoo
     assert 1 <= len(rounds) <= config.search_rounds
     if len(rounds) < config.search_rounds:
         assert set(rounds[-1]["triggers"]) <= set().union(*(r["triggers"] for r in rounds[:-1]))
+    # unlearning blocks stop once no found word flips more than the residual share of held-out rows, or at the cap
+    blocks = unlearning["unlearning_blocks"]
+    assert blocks and all(b["rows"] > 0 for b in blocks)
+    first_round = [b for b in blocks if b["round"] == 0]
+    assert [b["block"] for b in first_round] == list(range(len(first_round)))
+    assert all(b["max_flip_rate"] > config.trigger_residual for b in first_round[:-1])
+    assert (
+        first_round[-1]["max_flip_rate"] <= config.trigger_residual or len(first_round) == config.trigger_unlearn_blocks
+    )
+    assert set(first_round[-1]["flip_rates"]) == set(rounds[0]["triggers"])
     m = report["metrics"]
     assert m["suspect"]["asr"] > 0.9 and m["purified"]["asr"] < m["suspect"]["asr"] - 0.5
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the suspect is untouched
@@ -172,6 +182,8 @@ def test_trigger_unlearning_needs_text(tmp_path):
         {"removal": "magic"},
         {"search_model": "oracle"},
         {"search_rounds": 0},
+        {"trigger_residual": 1.5},
+        {"trigger_unlearn_blocks": 0},
         {"search": {"top_k": 0}},
         {"search": {"topk": 5}},
     ],
