@@ -54,6 +54,7 @@ REMOVALS = ("auto", "trigger_unlearn", "recover_prune", "prune_finetune", "finet
 # images keep the paper's method.
 DEFAULT_REMOVAL = {"text": "trigger_unlearn", "image": "recover_prune"}
 SEARCH_MODELS = ("suspect", "exposed")
+TRIGGER_LABELS = ("exposed", "fallback")
 MASKED_REMOVALS = ("recover_prune", "prune_finetune")
 
 
@@ -107,6 +108,13 @@ class DefenseConfig:
         metadata={"help": "Model the first trigger search ranks and verifies on: 'suspect' or 'exposed'."},
     )
     search_rounds: int = field(default=3, metadata={"help": "Most search → unlearn rounds of trigger_unlearn."})
+    trigger_labels: str = field(
+        default="fallback",
+        metadata={
+            "help": "'exposed': search triggers for the exposed model's label only; 'fallback': if none is found, "
+            "search the other labels too, most predicted first."
+        },
+    )
     trigger_residual: float = field(
         default=0.1,
         metadata={
@@ -136,6 +144,8 @@ class DefenseConfig:
             raise ValueError(f"search_model must be one of {SEARCH_MODELS}, got {self.search_model!r}")
         if self.search_rounds < 1:
             raise ValueError(f"search_rounds must be at least 1, got {self.search_rounds}")
+        if self.trigger_labels not in TRIGGER_LABELS:
+            raise ValueError(f"trigger_labels must be one of {TRIGGER_LABELS}, got {self.trigger_labels!r}")
         if not 0.0 <= self.trigger_residual <= 1.0:
             raise ValueError(f"trigger_residual must be in [0, 1], got {self.trigger_residual}")
         if self.trigger_unlearn_blocks < 1:
@@ -306,21 +316,32 @@ def run_defense(
 
     start = time.perf_counter()
     if removal == "trigger_unlearn":
-        result.purified, result.unlearning = search_and_unlearn(
-            model,
-            split["train"],
-            label.label,
-            tokenizer=processor,
-            search=config.search_config(),
-            rounds=config.search_rounds,
-            args=config.finetune_args(scratch_dir),
-            prep=prep,
-            collator=collator,
-            search_model=exposure.model if config.search_model == "exposed" else None,
-            holdout=split["test"],
-            residual=config.trigger_residual,
-            blocks=config.trigger_unlearn_blocks,
-        )
+        # The exposed model's label first. On a binary task the exposure can collapse onto the other label
+        # (measured on a MiniLM SST-2 suspect); a verified trigger is then the stronger evidence, so with
+        # "fallback" the other labels are searched too, most predicted first, until one has trigger words.
+        candidates = [label.label] + [int(c) for c in np.argsort(-np.asarray(label.counts), kind="stable")]
+        candidates = list(dict.fromkeys(candidates))[: 1 if config.trigger_labels == "exposed" else None]
+        searched = []
+        for candidate in candidates:
+            result.purified, result.unlearning = search_and_unlearn(
+                model,
+                split["train"],
+                candidate,
+                tokenizer=processor,
+                search=config.search_config(),
+                rounds=config.search_rounds,
+                args=config.finetune_args(scratch_dir),
+                prep=prep,
+                collator=collator,
+                search_model=exposure.model if config.search_model == "exposed" and candidate == label.label else None,
+                holdout=split["test"],
+                residual=config.trigger_residual,
+                blocks=config.trigger_unlearn_blocks,
+            )
+            searched.append({"label": candidate, "triggers": len(result.unlearning.triggers)})
+            if result.unlearning.triggers:
+                break
+        result.unlearning.labels_searched = searched
         seconds["unlearn_triggers"] = time.perf_counter() - start
     elif removal == "finetune":
         result.purified = finetune(model, fit_train, args=config.finetune_args(scratch_dir), collator=collator)

@@ -147,9 +147,13 @@ class TriggerUnlearning:
     searches: list[TriggerSearch]
     seconds: float
     blocks: list[dict] = field(default_factory=list)
+    label: int | None = None
+    labels_searched: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
+            "label": self.label,
+            "labels_searched": self.labels_searched,
             "triggers": self.triggers,
             "rounds": [s.report() for s in self.searches],
             "unlearning_blocks": self.blocks,
@@ -208,7 +212,7 @@ def search_and_unlearn(
             if not rates["rows"] or rates["max_flip_rate"] <= residual:
                 break
         searched = purified
-    return purified, TriggerUnlearning(found, searches, time.perf_counter() - start, log)
+    return purified, TriggerUnlearning(found, searches, time.perf_counter() - start, log, target)
 
 
 def _held_out_flip_rates(model, tokenizer, holdout, words, target, search: TriggerSearchConfig) -> dict:

@@ -89,7 +89,8 @@ def _removal_lines(report: dict) -> list[str]:
             ]
         words = ", ".join(f"`{w}`" for w in t["triggers"])
         lines = [
-            f"- trigger words found and unlearned ({len(t['rounds'])} search round(s)): {words}",
+            f"- trigger words for label **{t.get('label')}** found and unlearned ({len(t['rounds'])} search "
+            f"round(s)): {words}",
             "- unlearning: fine-tuned on the clean defense rows plus copies with those words inserted, true labels",
         ]
         last = (t.get("unlearning_blocks") or [{}])[-1]

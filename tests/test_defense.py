@@ -132,6 +132,43 @@ def test_trigger_unlearning_is_the_text_default_and_removes_the_backdoor(backdoo
     assert again.report()["removal"] == "finetune" and "trigger_unlearning" not in again.report()
 
 
+def test_trigger_search_falls_back_to_the_other_label_when_the_exposure_names_the_wrong_one(backdoored, tmp_path):
+    import copy
+
+    from ebyd_hf.exposure import Exposure
+
+    wrong = copy.deepcopy(backdoored["model"])  # an "exposed" model collapsed onto label 0, as a weak suspect's can
+    with torch.no_grad():
+        wrong.classifier.bias.copy_(torch.tensor([100.0, -100.0]))
+    data = backdoored["data"]
+
+    def defend(trigger_labels):
+        config = DefenseConfig(
+            max_length=32, finetune=FAST_FINETUNE, search={"top_k": 40}, trigger_labels=trigger_labels
+        )
+        return run_defense(
+            backdoored["model"],
+            make_tokenizer(),
+            data["defense"],
+            config=config,
+            scratch_dir=str(tmp_path / trigger_labels),
+            test=data["test"],
+            asr_set=data["test_poisoned"],
+            target=1,
+            exposure=Exposure(wrong),
+        )
+
+    strict = defend("exposed")
+    assert strict.label.label == 0 and strict.unlearning.triggers == []
+    assert strict.metrics["purified"]["asr"] == strict.metrics["suspect"]["asr"]  # nothing was removed
+    fallback = defend("fallback").report()
+    assert fallback["label_found"] == 0  # the exposure's answer is still reported as such ...
+    unlearning = fallback["trigger_unlearning"]
+    assert unlearning["label"] == 1 and set(TRIGGERS) <= set(unlearning["triggers"])  # ... the triggers say 1
+    assert [s["label"] for s in unlearning["labels_searched"]] == [0, 1]
+    assert fallback["metrics"]["purified"]["asr"] < fallback["metrics"]["suspect"]["asr"] - 0.5
+
+
 def test_prune_finetune_keeps_pruned_units_off(backdoored, tmp_path):
     config = DefenseConfig(
         max_length=32,
@@ -183,6 +220,7 @@ def test_trigger_unlearning_needs_text(tmp_path):
         {"search_model": "oracle"},
         {"search_rounds": 0},
         {"trigger_residual": 1.5},
+        {"trigger_labels": "all"},
         {"trigger_unlearn_blocks": 0},
         {"search": {"top_k": 0}},
         {"search": {"topk": 5}},
@@ -262,7 +300,11 @@ def test_recipe_chain_writes_a_loadable_purified_model_with_report(chain):
     assert report["label_found"] == 1 and report["removal"] == "trigger_unlearn"
     assert report["metrics"]["suspect"]["asr"] > 0.9
     card = (out / "README.md").read_text()
-    assert "| purified |" in card and "backdoor label found: **1**" in card and "trigger words found" in card
+    assert (
+        "| purified |" in card
+        and "backdoor label found: **1**" in card
+        and "trigger words for label **1** found and unlearned" in card
+    )
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert not mask_parameters(model)
     suspect_eval = json.loads((root / "suspect" / "eval_results.json").read_text())
