@@ -294,6 +294,10 @@ def details(report: dict) -> dict:
     if "trigger_unlearning" in report:
         t = report["trigger_unlearning"]
         out["trigger_unlearning"] = {
+            "label": t.get("label"),
+            "blocks": [
+                {k: b[k] for k in ("round", "block", "rows", "max_flip_rate")} for b in t.get("unlearning_blocks", [])
+            ],
             "triggers": t["triggers"],
             "rounds": [
                 {
