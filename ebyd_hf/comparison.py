@@ -44,11 +44,13 @@ class ComparisonConfig:
             raise ValueError(f"unknown exposure method(s) {unknown}; choose from {sorted(EXPOSURE_METHODS)}")
 
     def method_config(self, method: str, scratch_dir: str):
-        overrides = dict(self.method_args.get(method, {}))
-        if method == "prune":
-            overrides.setdefault("kinds", list(self.mask_kinds))
         return exposure_config(
-            method, scratch_dir=scratch_dir, seed=self.seed, eval_batch_size=self.eval_batch_size, **overrides
+            method,
+            scratch_dir=scratch_dir,
+            seed=self.seed,
+            eval_batch_size=self.eval_batch_size,
+            default_kinds=self.mask_kinds,
+            **self.method_args.get(method, {}),
         )
 
 

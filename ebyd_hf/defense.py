@@ -180,10 +180,13 @@ class DefenseConfig:
     def exposure_config(self, scratch_dir: str):
         """The chosen exposure method's config (`UnlearnConfig`, `ConfusionConfig`, `PruningConfig`, `AWPConfig`)."""
         overrides = {**self.unlearn, **self.exposure_args} if self.exposure == "cul" else dict(self.exposure_args)
-        if self.exposure == "prune":
-            overrides.setdefault("kinds", list(self.mask_kinds))
         return exposure_config(
-            self.exposure, scratch_dir=scratch_dir, seed=self.seed, eval_batch_size=self.eval_batch_size, **overrides
+            self.exposure,
+            scratch_dir=scratch_dir,
+            seed=self.seed,
+            eval_batch_size=self.eval_batch_size,
+            default_kinds=self.mask_kinds,
+            **overrides,
         )
 
     def recover_config(self, scratch_dir: str) -> MaskRecoveryConfig:

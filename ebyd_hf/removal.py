@@ -20,7 +20,7 @@ from .attacks.text import insert_at_random_positions
 from .evaluation import predict
 from .metrics import clean_accuracy
 from .outputs import from_main_process
-from .trigger_search import TriggerSearch, TriggerSearchConfig, flip_rates, predict_texts, search_triggers
+from .trigger_search import TriggerSearch, TriggerSearchConfig, flip_rates, flippable_rows, search_triggers
 
 
 @dataclass
@@ -220,9 +220,15 @@ def _held_out_flip_rates(model, tokenizer, holdout, words, target, search: Trigg
     none = {"rows": 0, "max_flip_rate": None, "flip_rates": {}}
     if holdout is None:
         return none
-    texts = [t for t, y in zip(holdout["text"], holdout["label"], strict=True) if y != target]
-    preds = predict_texts(model, tokenizer, texts, max_length=search.max_length, batch_size=search.batch_size)
-    rows = [t for t, p in zip(texts, preds, strict=True) if p != target]
+    rows = flippable_rows(
+        model,
+        tokenizer,
+        holdout["text"],
+        holdout["label"],
+        target,
+        max_length=search.max_length,
+        batch_size=search.batch_size,
+    )
     if not rows:
         return none
     rates = flip_rates(

@@ -97,11 +97,14 @@ class ScanConfig:
     def exposure_config(self, scratch_dir: str, method: str | None = None):
         """The config of ``method`` (default: the exposure method) with this scan's overrides and defaults."""
         method = method or self.exposure
-        overrides = dict(self.exposure_args if method == self.exposure else self.corroborate_args)
-        if method == "prune":
-            overrides.setdefault("kinds", list(self.mask_kinds))
+        overrides = self.exposure_args if method == self.exposure else self.corroborate_args
         return exposure_config(
-            method, scratch_dir=scratch_dir, seed=self.seed, eval_batch_size=self.eval_batch_size, **overrides
+            method,
+            scratch_dir=scratch_dir,
+            seed=self.seed,
+            eval_batch_size=self.eval_batch_size,
+            default_kinds=self.mask_kinds,
+            **overrides,
         )
 
 

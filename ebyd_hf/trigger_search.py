@@ -214,6 +214,23 @@ def flip_rates(
     return rates
 
 
+def flippable_rows(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    target: int,
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
+) -> list[str]:
+    """The ``texts`` not of ``target`` that ``model`` classifies as such: inserting a word that flips them to
+    ``target`` is then what changed the prediction."""
+    texts = [t for t, y in zip(texts, labels, strict=True) if y != target]
+    preds = predict_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size)
+    return [t for t, p in zip(texts, preds, strict=True) if p != target]
+
+
 def search_triggers(
     model, tokenizer, texts: Sequence[str], labels: Sequence[int], target: int, *, config: TriggerSearchConfig
 ) -> TriggerSearch:
@@ -223,9 +240,9 @@ def search_triggers(
     change the inserted word caused.
     """
     start = time.perf_counter()
-    texts = [t for t, y in zip(texts, labels, strict=True) if y != target]
-    preds = predict_texts(model, tokenizer, texts, max_length=config.max_length, batch_size=config.batch_size)
-    rows = [t for t, p in zip(texts, preds, strict=True) if p != target][: config.max_rows]
+    rows = flippable_rows(
+        model, tokenizer, texts, labels, target, max_length=config.max_length, batch_size=config.batch_size
+    )[: config.max_rows]
     if not rows:
         return TriggerSearch([], [], 0, time.perf_counter() - start, config)
     ids = insertable_token_ids(tokenizer)

@@ -39,12 +39,18 @@ def _check(method: str) -> None:
         raise ValueError(f"unknown exposure method {method!r}; choose from {sorted(EXPOSURE_METHODS)}")
 
 
-def exposure_config(method: str, *, scratch_dir: str, seed: int = 42, eval_batch_size: int = 64, **overrides):
-    """The config of ``method`` with the run's defaults (output dir, seed, batch size) unless overridden."""
+def exposure_config(
+    method: str, *, scratch_dir: str, seed: int = 42, eval_batch_size: int = 64, default_kinds=None, **overrides
+):
+    """The config of ``method`` with the run's defaults (output dir, seed, batch size; for pruning, the layer kinds
+    it ranks: ``default_kinds`` when given) unless ``overrides`` set them."""
     _check(method)
     cls = EXPOSURE_METHODS[method][1]
     if cls is PruningConfig:
-        return PruningConfig(**{"batch_size": eval_batch_size, **overrides})
+        defaults = {"batch_size": eval_batch_size} | (
+            {"kinds": list(default_kinds)} if default_kinds is not None else {}
+        )
+        return PruningConfig(**{**defaults, **overrides})
     defaults = {
         "output_dir": os.path.join(scratch_dir, method),
         "seed": seed,
