@@ -1,4 +1,5 @@
-"""Benchmark: EBYD (CUL + Recover-Pruning with BatchNorm masks) on timm ResNet-18 suspects, CIFAR-10, four attacks.
+"""Benchmark: EBYD (CUL + Recover-Pruning with BatchNorm masks) on timm ResNet-18 suspects (quarter width, 64 px
+input, as the recipes say), CIFAR-10, four attacks.
 
 One command, one run. For each attack (BadNets, Blend, SIG clean-label, WaNet with noise mode; target 0) it runs
 the settings of ``recipes/cifar10/<attack>.yaml`` in process: poison the CIFAR-10 mirror → train the suspect from
@@ -7,6 +8,7 @@ as many steps as mask recovery took (the baseline) → a table and one JSON keye
 the test split; it is only measured.
 
     HF_HUB_OFFLINE=1 python benchmarks/cifar10.py                       # ../shared/data/cifar10, ~1 h on 2 CPUs
+    HF_HUB_OFFLINE=1 python benchmarks/cifar10.py --suspect_cache runs/suspects  # keep the suspects for detection.py
     python benchmarks/cifar10.py --data cifar10 --attacks badnets blend  # the Hub copy; a subset of attacks
 """
 
@@ -20,20 +22,17 @@ import tempfile
 import time
 
 import timm
-import yaml
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
-from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
-from ebyd_hf.data import label_names
+from ebyd_hf import DefenseConfig, create_attack, load_task, poison_task, run_defense
 from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
-from ebyd_hf.vision import image_size
 
-from common import environment as common_environment  # benchmarks/ is on sys.path
+from common import DATA, suspect_settings, train_vision_model, vision_recipe  # benchmarks/ is on sys.path
+from common import environment as common_environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECIPES = os.path.join(HERE, "..", "recipes", "cifar10")
 ATTACKS = ("badnets", "blend", "sig", "wanet")
 # The baseline: what a defender would do without EBYD, with the same data and steps (NAD/RNP-style settings).
 FINETUNE = {"learning_rate": 0.01, "optim": "sgd", "optim_args": "momentum=0.9", "weight_decay": 5e-4}
@@ -41,15 +40,13 @@ FINETUNE = {"learning_rate": 0.01, "optim": "sgd", "optim_args": "momentum=0.9",
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "cifar10"))
+    p.add_argument("--data", default=os.path.join(DATA, "cifar10"))
     p.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    p.add_argument(
+        "--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (shared with detection.py)"
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "cifar10.json"))
     return p.parse_args(argv)
-
-
-def load_recipe(attack: str) -> dict:
-    with open(os.path.join(RECIPES, f"{attack}.yaml")) as f:
-        return yaml.safe_load(f)
 
 
 def _known(cls, options: dict) -> dict:
@@ -57,8 +54,8 @@ def _known(cls, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in names and k != "output_dir"}
 
 
-def run_attack(name: str, data_path: str, scratch: str) -> dict:
-    recipe = load_recipe(name)
+def run_attack(name: str, data_path: str, scratch: str, cache: str | None = None) -> dict:
+    recipe = vision_recipe(name)
     train_cfg, poison_cfg = recipe["train"], recipe["poison"]
     target, seed = recipe["target"], recipe["seed"]
     attack = create_attack(recipe["attack"], **recipe.get("attack_kwargs", {}))
@@ -70,14 +67,8 @@ def run_attack(name: str, data_path: str, scratch: str) -> dict:
         seed=seed,
         defense_size=poison_cfg["defense_size"],
     )
-    names = label_names(data)
-    model, processor = load_classifier(
-        train_cfg["model_name_or_path"],
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        new_head=True,
-        image_size=image_size(data["train"]),
-        model_args=train_cfg.get("model_args"),
+    suspect, processor, t_train = train_vision_model(
+        data, seed, train_cfg, scratch, cache=cache, name=f"cifar10_{name}", about=suspect_settings(recipe)
     )
     collator = collator_for(processor)
     test, asr_set = prepare(data["test"], processor), prepare(data["test_poisoned"], processor)
@@ -85,15 +76,8 @@ def run_attack(name: str, data_path: str, scratch: str) -> dict:
     def measure(m):
         return backdoor_metrics(m, test, collator=collator, asr_set=asr_set, target=target, batch_size=256)
 
-    args = TrainingArguments(output_dir=os.path.join(scratch, "suspect"), **_known(TrainingArguments, train_cfg))
-    start = time.perf_counter()
-    Trainer(
-        model=model, args=args, train_dataset=prepare(data["train"], processor, augment=True), data_collator=collator
-    ).train()
-    t_train = time.perf_counter() - start
-    suspect = model.eval()
     suspect_metrics = measure(suspect)
-    print(name, "suspect", suspect_metrics, f"{t_train:.0f}s", flush=True)
+    print(name, "suspect", suspect_metrics, f"trained in {t_train or 0:.0f}s", flush=True)
 
     config = DefenseConfig(**_known(DefenseConfig, recipe["defend"]))
     result = run_defense(
@@ -136,14 +120,15 @@ def run_attack(name: str, data_path: str, scratch: str) -> dict:
         "exposed": result.metrics["exposed"],
         "after_rp": result.metrics["purified"],
         "after_ft": ft_metrics,
-        "seconds": {"train": t_train, **result.seconds, "finetune": t_ft},
+        "seconds": {"train": t_train or 0.0, **result.seconds, "finetune": t_ft},
         "exposure": report["exposure"],
         "pruning": report["pruning"],
         "setup": {
             "recipe": f"recipes/cifar10/{name}.yaml",
             "attack": dataclasses.asdict(attack) | {"name": attack.name},
             "model": f"timm {train_cfg['model_name_or_path']} (random init, "
-            f"{sum(p.numel() for p in suspect.parameters()) / 1e6:.1f}M parameters), input 32 px",
+            f"{sum(p.numel() for p in suspect.parameters()) / 1e6:.1f}M parameters, model_args "
+            f"{train_cfg.get('model_args') or {}}), input {processor.data_config['input_size'][-1]} px",
             "data": os.path.normpath(data_path),
             "train_rows": len(data["train"]),
             "poisoned_rows": int(sum(data["train"]["poisoned"])),
@@ -162,7 +147,7 @@ def main(argv=None):
     out, start = {}, time.perf_counter()
     for name in args.attacks:
         with tempfile.TemporaryDirectory(prefix=f"ebyd_cifar10_{name}_") as scratch:
-            out[name] = run_attack(name, args.data, scratch)
+            out[name] = run_attack(name, args.data, scratch, args.suspect_cache)
     environment = common_environment(timm=timm.__version__, total_seconds=time.perf_counter() - start)
     for result in out.values():
         result["setup"]["environment"] = environment

@@ -26,14 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import asdict
 
-import yaml
 from datasets import DatasetDict
-from transformers import TrainingArguments, set_seed
+from transformers import set_seed
 
 from ebyd_hf import create_attack, load_classifier, load_task, poison_task, split_defense
 from ebyd_hf.comparison import ComparisonConfig, compare_exposures
@@ -42,14 +40,20 @@ from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import finetune
 from ebyd_hf.scan import ScanConfig, run_scan
-from ebyd_hf.vision import image_size
 
 import sst2_badnet_rw  # benchmarks/ is on sys.path when this file runs as a script
-from common import environment, minilm_path
+from common import (
+    VISION_RECIPES,
+    environment,
+    minilm_path,
+    recipe_train_args,
+    suspect_settings,
+    train_vision_model,
+    vision_recipe,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data")
-VISION_RECIPES = os.path.join(HERE, "..", "recipes", "cifar10")
 VISION_ATTACKS = ("badnets", "blend", "sig", "wanet")
 METHODS = ("cul", "cft", "prune", "awp")
 # --smoke: rows and steps small enough to run the whole pipeline in a few minutes; its numbers mean nothing.
@@ -74,6 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--clean_vision_seeds", nargs="*", type=int, default=[101])
     p.add_argument("--clean_text_seeds", nargs="*", type=int, default=[201, 202])
     p.add_argument("--text_suspect", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--suspect_cache", default=None, help="folder of trained vision models to reuse (shared with cifar10.py)"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny data and budgets: checks the pipeline, not the method")
     p.add_argument("--output", default=None, help="default: results/detection.json (--smoke: detection_smoke.json)")
     args = p.parse_args(argv)
@@ -86,44 +93,6 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- suspects
-
-
-def vision_recipe(attack: str, folder: str = VISION_RECIPES) -> dict:
-    """``recipes/cifar10/<attack>.yaml``: how the vision suspect is poisoned and trained."""
-    path = os.path.join(folder, f"{attack}.yaml")
-    if not os.path.exists(path):
-        sys.exit(f"{path} is missing: the vision suspects are trained as the recipes/cifar10 YAMLs say")
-    with open(path) as f:
-        return yaml.safe_load(f)
-
-
-def train_args(scratch: str, seed: int, train: dict) -> TrainingArguments:
-    names = set(TrainingArguments.__dataclass_fields__)
-    train = {k: v for k, v in train.items() if k in names and k != "output_dir"}
-    quiet = {"save_strategy": "no", "report_to": "none", "disable_tqdm": True, "logging_strategy": "no"}
-    return TrainingArguments(output_dir=os.path.join(scratch, "train"), **{**train, **quiet, "seed": seed})
-
-
-def vision_model(data, seed: int, train: dict, scratch: str):
-    """A new model as the recipe's ``train:`` section describes it, trained on ``data["train"]``."""
-    names = label_names(data)
-    set_seed(seed)
-    model, processor = load_classifier(
-        train["model_name_or_path"],
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        new_head=True,
-        image_size=train.get("image_size") or image_size(data["train"]),
-        model_args=train.get("model_args") or None,
-    )
-    start = time.perf_counter()
-    model = finetune(
-        model,
-        prepare(data["train"], processor, augment=train.get("augment", True)),
-        collator=collator_for(processor),
-        args=train_args(scratch, seed, train),
-    )
-    return model, processor, time.perf_counter() - start
 
 
 def text_model(data, seed: int, args, scratch: str):
@@ -146,7 +115,7 @@ def text_model(data, seed: int, args, scratch: str):
         model,
         prepare(data["train"], tokenizer, max_length=args.text.max_length),
         collator=collator_for(tokenizer),
-        args=train_args(scratch, seed, train),
+        args=recipe_train_args(os.path.join(scratch, "train"), seed, train),
     )
     return model, tokenizer, time.perf_counter() - start
 
@@ -301,21 +270,26 @@ def main(argv=None):
             seed=seed,
             defense_size=defense_size or recipe["poison"].get("defense_size", 500),
         )
-        model, processor, seconds = vision_model(data, seed, train, scratch)
+        about = suspect_settings(recipe)
+        model, processor, seconds = train_vision_model(
+            data, seed, train, scratch, cache=args.suspect_cache, name=f"cifar10_{attack}", about=about
+        )
         metrics = measure(model, processor, data, target, args.text.max_length)
         print(f"{attack}: suspect {metrics} ({seconds:.0f}s)", flush=True)
         unlearn = recipe.get("defend", {}).get("unlearn")
         config = scan_config("image", seed, suspect=True, args=args, unlearn=unlearn)
         result = examine(attack, model, processor, data, config=config, args=args, scratch=scratch, suspect=True)
         suspects[attack] = {"target": target, "suspect": metrics, **result}
-        suspects[attack]["seconds"]["train"] = seconds
+        suspects[attack]["seconds"]["train"] = seconds  # None: loaded from --suspect_cache
 
     for seed in args.clean_vision_seeds:
         recipe = vision_recipe("badnets", args.recipes)  # trained like the BadNets suspect, without poison
         train = dict(recipe["train"], **({"num_train_epochs": SMOKE["epochs"]} if args.smoke else {}))
         parts = split_defense(cifar, defense_size or recipe["poison"].get("defense_size", 500), seed=seed)
         data = DatasetDict(train=parts["train"], defense=parts["defense"], test=parts["test"])
-        model, processor, seconds = vision_model(data, seed, train, scratch)
+        model, processor, seconds = train_vision_model(
+            data, seed, train, scratch, cache=args.suspect_cache, name="cifar10_clean", about=recipe["train"]
+        )
         metrics = measure(model, processor, data, None, args.text.max_length)
         name = f"cifar10_{os.path.basename(str(train['model_name_or_path']))}_seed{seed}"
         print(f"{name}: clean model {metrics} ({seconds:.0f}s)", flush=True)
