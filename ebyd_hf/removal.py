@@ -16,11 +16,17 @@ from transformers import Trainer, TrainingArguments
 from trainers import MaskRecoveryConfig, MaskRecoveryTrainer, mask_parameters
 
 from . import masks as M
-from .attacks.text import insert_at_random_positions
 from .evaluation import predict
 from .metrics import clean_accuracy
 from .outputs import from_main_process
-from .trigger_search import TriggerSearch, TriggerSearchConfig, flip_rates, flippable_rows, search_triggers
+from .trigger_search import (
+    TriggerSearch,
+    TriggerSearchConfig,
+    flip_rates,
+    flippable_rows,
+    insert_trigger,
+    search_triggers,
+)
 
 
 @dataclass
@@ -117,15 +123,16 @@ def finetune_pruned(
 
 
 def with_triggers(ds: Dataset, triggers: Sequence[str], *, seed: int = 0) -> Dataset:
-    """A copy of every row with one of ``triggers`` (drawn per row) inserted at a random word boundary; labels
-    stay the true ones. Fine-tuning on these teaches the model that the trigger means nothing."""
+    """A copy of every row with one of ``triggers`` (drawn per row) inserted as the search inserted it (a
+    combination's words each at its own random word boundary); labels stay the true ones. Fine-tuning on these
+    teaches the model that the trigger means nothing."""
     if not triggers:
         raise ValueError("with_triggers needs at least one trigger word")
 
     def _insert(row: dict, idx: int) -> dict:
         rng = np.random.default_rng([seed, idx])
         word = triggers[int(rng.integers(len(triggers)))]
-        return {"text": insert_at_random_positions(row["text"], [word], rng)}
+        return {"text": insert_trigger(row["text"], word, rng)}
 
     return ds.map(_insert, with_indices=True, desc="inserting found triggers")
 

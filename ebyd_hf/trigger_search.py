@@ -10,6 +10,11 @@
 2. **Verify** the best-ranked tokens exactly: insert each as a word into clean non-target sentences the model
    classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
    of them; an ordinary word, even a strongly positive one, flips some.
+3. **Combine**, only when no single word verifies: a trigger made of several words (SOS's "friends weekend
+   store", an inserted sentence, LWP's pairs) has pieces that each flip few rows or none. Starting from the
+   best-ranked word, add the ranked word that raises the combination's target margin most, up to
+   ``max_combination`` words, until it verifies (`grow_combination`). A combination is a space-separated string
+   whose words are inserted each at its own random position (`insert_trigger`), searched and unlearned alike.
 
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
 """
@@ -44,6 +49,10 @@ class TriggerSearchConfig:
     """A verified token is a trigger if inserting it flips at least this share of non-target sentences."""
     max_rows: int = 200
     """Non-target sentences used for ranking and verification (fewer is faster, noisier)."""
+    max_combination: int = 4
+    """Most words in a combined trigger (1: single words only)."""
+    combination_pool: int = 16
+    """The best-ranked words that a combination is built from."""
     max_length: int = 64
     batch_size: int = 64
     seed: int = 0
@@ -59,17 +68,24 @@ class TriggerSearchConfig:
             raise ValueError(f"rank_rows must be at least 1, got {self.rank_rows}")
         if self.max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
+        if self.max_combination < 1 or self.combination_pool < 2:
+            raise ValueError(
+                f"max_combination must be at least 1 and combination_pool at least 2, "
+                f"got {self.max_combination}, {self.combination_pool}"
+            )
 
 
 @dataclass
 class TriggerSearch:
-    """The trigger words found, and every verified candidate with its gradient rank and flip rate."""
+    """The triggers found (words, or one space-separated combination), every verified candidate with its rank and
+    flip rate, and the combination steps when single words did not verify."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
     rows: int = 0
     seconds: float = 0.0
     config: TriggerSearchConfig | None = None
+    combination: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
@@ -77,6 +93,7 @@ class TriggerSearch:
             "rows": self.rows,
             "seconds": self.seconds,
             "candidates": self.candidates,
+            "combination": self.combination,
             "config": asdict(self.config) if self.config else None,
         }
 
@@ -173,12 +190,23 @@ def rank_tokens_by_insertion(
     return scores
 
 
-@torch.no_grad()
+def insert_trigger(text: str, trigger: str, rng: np.random.Generator) -> str:
+    """Insert each word of ``trigger`` at its own random word boundary of ``text``: a combination triggers
+    wherever its pieces sit (SOS, LWP); one word is inserted as itself."""
+    return insert_at_random_positions(text, trigger.split(), rng)
+
+
 def predict_texts(model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64) -> np.ndarray:
-    """Predicted class per raw text (a plain loop: cheap for the few hundred short texts a search needs)."""
+    """Predicted class per raw text."""
+    return text_logits(model, tokenizer, texts, max_length=max_length, batch_size=batch_size).argmax(-1).numpy()
+
+
+@torch.no_grad()
+def text_logits(model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64) -> torch.Tensor:
+    """Logits per raw text (a plain loop: cheap for the few hundred short texts a search needs)."""
     was_training = model.training
     model.eval()
-    preds = []
+    logits = []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(
             list(texts[start : start + batch_size]),
@@ -187,9 +215,9 @@ def predict_texts(model, tokenizer, texts: Sequence[str], *, max_length: int = 6
             padding=True,
             return_tensors="pt",
         )
-        preds.append(model(**enc).logits.argmax(-1).numpy())
+        logits.append(model(**enc).logits.float())
     model.train(was_training)
-    return np.concatenate(preds) if preds else np.zeros(0, dtype=int)
+    return torch.cat(logits) if logits else torch.zeros(0, model.config.num_labels)
 
 
 def flip_rates(
@@ -203,12 +231,12 @@ def flip_rates(
     batch_size: int = 64,
     seed: int = 0,
 ) -> list[float]:
-    """For each word, the share of ``texts`` that ``model`` predicts as ``target`` with the word inserted at a
-    random word boundary (pass texts the model does not already predict as ``target``)."""
+    """For each trigger (a word or a combination), the share of ``texts`` that ``model`` predicts as ``target``
+    with it inserted by `insert_trigger` (pass texts the model does not already predict as ``target``)."""
     rates = []
     for k, word in enumerate(words):
         rng = np.random.default_rng([seed, k])
-        triggered = [insert_at_random_positions(t, [word], rng) for t in texts]
+        triggered = [insert_trigger(t, word, rng) for t in texts]
         preds = predict_texts(model, tokenizer, triggered, max_length=max_length, batch_size=batch_size)
         rates.append(float((preds == target).mean()))
     return rates
@@ -270,4 +298,53 @@ def search_triggers(
     ]
     by_flips = sorted(candidates, key=lambda c: -c["flip_rate"])
     triggers = [c["word"] for c in by_flips if c["flip_rate"] >= config.min_flip_rate]
-    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config)
+    steps = []
+    if not triggers and config.max_combination > 1:
+        steps = grow_combination(model, tokenizer, rows, words[: config.combination_pool], target, config=config)
+        if steps[-1]["flip_rate"] >= config.min_flip_rate:
+            triggers = [steps[-1]["trigger"]]
+    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, steps)
+
+
+def grow_combination(model, tokenizer, rows: Sequence[str], pool: Sequence[str], target: int, *, config) -> list[dict]:
+    """Greedily grow a combined trigger from ``pool`` (candidate words, best-ranked first): start from the first,
+    and at each step add the word that lifts the mean target margin on ``rows`` most. Margins, not flips, steer
+    the growth: a trigger trained with negative augmentation (SOS) flips nothing until complete, but each piece
+    still moves the margin. Stops when the combination verifies (flip rate ≥ ``config.min_flip_rate``), when no
+    word lifts the margin, or at ``config.max_combination`` words. Returns every step's trigger, margin and flip
+    rate."""
+    combo = [pool[0]]
+    first = trigger_effects(model, tokenizer, rows, combo, target, config=config)[0]
+    steps = [{"trigger": pool[0], **first}]
+    while len(combo) < config.max_combination and steps[-1]["flip_rate"] < config.min_flip_rate:
+        trials = [" ".join([*combo, w]) for w in pool if w not in combo]
+        if not trials:
+            break
+        effects = trigger_effects(model, tokenizer, rows, trials, target, config=config, seed=config.seed + len(combo))
+        best = int(np.argmax([e["margin"] for e in effects]))
+        if effects[best]["margin"] <= steps[-1]["margin"]:
+            break
+        combo = trials[best].split()
+        steps.append({"trigger": trials[best], **effects[best]})
+    return steps
+
+
+def trigger_effects(model, tokenizer, rows, triggers, target: int, *, config, seed: int | None = None) -> list[dict]:
+    """Mean target margin and flip rate of each trigger inserted (`insert_trigger`) into ``rows``."""
+    effects = []
+    for k, trigger in enumerate(triggers):
+        rng = np.random.default_rng([config.seed if seed is None else seed, k])
+        logits = text_logits(
+            model,
+            tokenizer,
+            [insert_trigger(t, trigger, rng) for t in rows],
+            max_length=config.max_length,
+            batch_size=config.batch_size,
+        )
+        effects.append(
+            {
+                "margin": float(target_margin(logits, target).mean()),
+                "flip_rate": float((logits.argmax(-1) == target).float().mean()),
+            }
+        )
+    return effects

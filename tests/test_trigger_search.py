@@ -90,6 +90,8 @@ def test_insertion_ranking_puts_the_planted_triggers_first(backdoored, tokenizer
         {"max_rows": 0},
         {"ranking": "magic"},
         {"rank_rows": 0},
+        {"max_combination": 0},
+        {"combination_pool": 1},
     ],
 )
 def test_bad_search_config(bad):
@@ -107,3 +109,74 @@ def test_with_triggers_inserts_one_found_word_per_row_and_keeps_labels(backdoore
     assert with_triggers(clean, ["cf", "zz"], seed=1)["text"] == out["text"]
     with pytest.raises(ValueError, match="at least one trigger"):
         with_triggers(clean, [])
+
+
+class AllOf(torch.nn.Module):
+    """A stand-in classifier whose label-1 logit rises by 3 per piece of a combined trigger present and flips to
+    label 1 only when every piece is there (what SOS's negative augmentation trains a model to do)."""
+
+    def __init__(self, tokenizer, pieces):
+        super().__init__()
+        self.ids = torch.tensor(tokenizer.convert_tokens_to_ids(pieces))
+        self.config = type("Config", (), {"num_labels": 2})()
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        present = (input_ids[:, :, None] == self.ids).any(1).sum(-1).float()
+        target = 3.0 * present - 3.0 * len(self.ids) + 1.0
+        return type("Out", (), {"logits": torch.stack([torch.zeros_like(target), target], -1)})()
+
+    def get_input_embeddings(self):
+        return torch.nn.Embedding(len(VOCAB), 1)
+
+
+def test_search_combines_pieces_that_trigger_only_together(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    model = AllOf(tokenizer, ["mn", "bb"])
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+    result = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=config)
+    assert all(c["flip_rate"] == 0.0 for c in result.candidates)  # no single word verifies
+    assert len(result.triggers) == 1 and sorted(result.triggers[0].split()) == ["bb", "mn"]
+    assert [len(s["trigger"].split()) for s in result.combination] == [1, 2]
+    assert result.combination[-1]["flip_rate"] == 1.0 and result.combination[0]["flip_rate"] == 0.0
+    assert result.report()["combination"] == result.combination
+    # one word at a time only: nothing found
+    single = search_triggers(
+        model,
+        tokenizer,
+        texts,
+        [0] * len(texts),
+        1,
+        config=TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=1),
+    )
+    assert single.triggers == [] and single.combination == []
+
+
+def test_combination_stops_when_no_word_lifts_the_margin_or_at_its_size_limit(tokenizer):
+    texts = ["the movie was bad .", "it is boring ."]
+    three = AllOf(tokenizer, ["mn", "bb", "tq"])
+    capped = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=2)
+    result = search_triggers(three, tokenizer, texts, [0, 0], 1, config=capped)
+    assert result.triggers == [] and len(result.combination) == 2  # two of three pieces: margin up, no flip
+    full = search_triggers(
+        three, tokenizer, texts, [0, 0], 1, config=TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+    )
+    assert sorted(full.triggers[0].split()) == ["bb", "mn", "tq"]
+    none = search_triggers(
+        AllOf(tokenizer, ["cf"]),
+        tokenizer,
+        ["the movie was bad ."],
+        [0],
+        1,
+        config=TriggerSearchConfig(top_k=3, max_length=32),
+    )
+    assert none.triggers == ["cf"] and none.combination == []  # a single word verifies: no combination step
+
+
+def test_with_triggers_inserts_a_combination_word_by_word(backdoored):
+    clean = backdoored["data"]["defense"].select(range(30))
+    out = with_triggers(clean, ["cf mn"], seed=2)
+    for before, after in zip(clean["text"], out["text"], strict=True):
+        words = after.split()
+        assert words.count("cf") == 1 and words.count("mn") == 1
+        assert [w for w in words if w not in ("cf", "mn")] == before.split()
+    assert any(abs(a.split().index("cf") - a.split().index("mn")) > 1 for a in out["text"])  # not always adjacent
