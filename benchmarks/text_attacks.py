@@ -18,6 +18,7 @@ Writes ``benchmarks/results/text_attacks.json`` keyed ``"<dataset>/<attack>"`` (
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import tempfile
@@ -25,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import transformers
-from transformers import Trainer
+from transformers import AutoModelForSequenceClassification, Trainer
 
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.attacks.ripple import indicative_words
@@ -78,6 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--learning_rate", type=float, default=5e-5)
     p.add_argument("--unlearn_epochs", type=float, default=20)
     p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
+    p.add_argument("--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (exploration)")
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
     return p.parse_args(argv)
 
@@ -116,7 +118,30 @@ class Run:
         return data, attack, rate
 
     def train(self, data, tok, name: str, attack_name: str | None, tokenizer, base):
-        """The suspect (or the clean model): cross-entropy, or the attack's own trainer for RIPPLe / LWP."""
+        """The suspect (or the clean model), or the copy in ``--suspect_cache`` trained with the same settings."""
+        cached = self.cache_dir(name, attack_name, data)
+        if cached and os.path.exists(os.path.join(cached, "trainer_info.json")):
+            with open(os.path.join(cached, "trainer_info.json")) as f:
+                info = {**json.load(f), "cached": cached}  # seconds.train is then the load time
+            return AutoModelForSequenceClassification.from_pretrained(cached).eval(), info
+        model, info = self._train(data, tok, name, attack_name, tokenizer, base)
+        if cached:
+            model.save_pretrained(cached)
+            with open(os.path.join(cached, "trainer_info.json"), "w") as f:
+                json.dump(info, f)
+        return model, info
+
+    def cache_dir(self, name: str, attack_name: str | None, data) -> str | None:
+        if not self.args.suspect_cache:
+            return None
+        args = self.args
+        settings = [asdict(SETUPS[name]), self.model_path, args.poison_rate, args.defense_size, args.seed]
+        settings += [args.train_epochs, args.learning_rate, data["train"].num_rows]
+        key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return os.path.join(args.suspect_cache, f"{name}_{attack_name or 'clean'}_{key}")
+
+    def _train(self, data, tok, name: str, attack_name: str | None, tokenizer, base):
+        """Cross-entropy, or the attack's own trainer for RIPPLe / LWP."""
         args = self.args
         out = os.path.join(self.scratch, f"{name}_{attack_name}")
         inputs = dict(model=base, train_dataset=tok["train"], data_collator=collator_for(tokenizer))
@@ -223,7 +248,11 @@ class Run:
             "seconds": {"train": t_train, **result.seconds, "finetune": tuned.seconds["finetune"]},
             "exposure": report["exposure"],
             "trigger_search": [
-                {"triggers": r["triggers"], "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10]}
+                {
+                    "triggers": r["triggers"],
+                    "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
+                    "combination": r["combination"],
+                }
                 for r in report.get("trigger_unlearning", {}).get("rounds", [])
             ],
             "setup": {
