@@ -46,6 +46,17 @@ class NeuralCleanseConfig:
     anomaly_threshold: float = field(default=2.0, metadata={"help": "Anomaly index above which a label is flagged."})
     seed: int = field(default=0, metadata={"help": "Seed of the initial mask/pattern and batch order."})
 
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "max_images", "patience", "early_stop_patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Neural Cleanse {name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.attack_success_threshold <= 1.0:
+            raise ValueError(f"attack_success_threshold must be in (0, 1], got {self.attack_success_threshold}")
+        if self.learning_rate <= 0 or self.init_cost < 0:
+            raise ValueError(
+                f"learning_rate must be > 0 and init_cost >= 0, got {self.learning_rate}, {self.init_cost}"
+            )
+
 
 @dataclass
 class ReversedTrigger:
