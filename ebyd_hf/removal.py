@@ -1,5 +1,6 @@
-"""Step 2b of EBYD, removing the backdoor: Recover-Pruning (the paper's), trigger unlearning (the text default),
-and plain fine-tuning, the baseline both must beat."""
+"""Step 2b of EBYD, removing the backdoor: Recover-Pruning (the paper's), trigger unlearning (the text default:
+found trigger words; for images: a Neural Cleanse trigger reversed on the suspect), and plain fine-tuning, the
+baseline they must beat."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 from transformers import Trainer, TrainingArguments
 
 from trainers import MaskRecoveryConfig, MaskRecoveryTrainer, mask_parameters
 
 from . import masks as M
+from .data import DataError, input_column
+from .detection.neural_cleanse import (
+    NeuralCleanseConfig,
+    ReversedTrigger,
+    clean_images,
+    reverse_trigger,
+    trigger_transfer_rate,
+)
 from .evaluation import predict
 from .metrics import clean_accuracy
 from .outputs import from_main_process
@@ -27,6 +37,7 @@ from .trigger_search import (
     insert_trigger,
     search_triggers,
 )
+from .vision import to_array, to_image
 
 
 @dataclass
@@ -249,3 +260,142 @@ def _held_out_flip_rates(model, tokenizer, holdout, words, target, search: Trigg
         seed=search.seed,
     )
     return {"rows": len(rows), "max_flip_rate": max(rates), "flip_rates": dict(zip(words, rates, strict=True))}
+
+
+# Image trigger unlearning: Neural Cleanse's mitigation (Wang et al. 2019, "unlearning"), with EBYD's label.
+
+
+def trigger_at(trigger: ReversedTrigger, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``trigger``'s mask (H×W) and pattern (H×W×3), both in [0, 1], on a stored ``height`` × ``width`` image.
+
+    The trigger was reversed at the model's input size, on the view `processing.prepare` makes of a stored image:
+    its shorter side resized to the input size and centre-cropped to a square. So the trigger is resized to the
+    stored image's centred square (area averaging when shrinking, which keeps the mask's mass per pixel; bilinear
+    when growing); outside that square (non-square images only) the mask is 0.
+    """
+    side = min(height, width)
+    mask = torch.as_tensor(trigger.mask, dtype=torch.float32)[None, None]
+    pattern = torch.as_tensor(trigger.pattern, dtype=torch.float32)[None]
+    if mask.shape[-2:] != (side, side):
+        mode = "area" if side < mask.shape[-1] else "bilinear"
+        kwargs = {} if mode == "area" else {"align_corners": False}
+        mask = F.interpolate(mask, size=(side, side), mode=mode, **kwargs)
+        pattern = F.interpolate(pattern, size=(side, side), mode=mode, **kwargs)
+    top, left = (height - side) // 2, (width - side) // 2
+    full_mask = np.zeros((height, width), dtype=np.float64)
+    full_pattern = np.zeros((height, width, 3), dtype=np.float64)
+    full_mask[top : top + side, left : left + side] = mask[0, 0].clamp(0, 1).numpy()
+    full_pattern[top : top + side, left : left + side] = pattern[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    return full_mask, full_pattern
+
+
+def stamp_trigger(ds: Dataset, trigger: ReversedTrigger) -> Dataset:
+    """Every row of an image dataset with ``trigger`` stamped onto its stored uint8 image, labels kept:
+    ``round((1 − m)·x + m·Δ·255)`` (see `trigger_at` for other image sizes).
+
+    Like an attack's trigger, it is written before any augmentation or normalisation, so a training view of the
+    result (`prepare(..., augment=True)`) crops and flips the stamped image exactly as it does a poisoned one.
+    """
+    if input_column(ds) != "image":
+        raise DataError("stamp_trigger needs an image dataset (an 'image' column)")
+    at_size: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _stamp(row: dict) -> dict:
+        x = to_array(row["image"]).astype(np.float64)
+        shape = x.shape[:2]
+        if shape not in at_size:
+            at_size[shape] = trigger_at(trigger, *shape)
+        mask, pattern = at_size[shape]
+        out = (1.0 - mask[..., None]) * x + mask[..., None] * pattern * 255.0
+        return {"image": to_image(np.clip(np.rint(out), 0, 255).astype(np.uint8))}
+
+    return ds.map(_stamp, desc=f"stamping the reversed trigger of label {trigger.label}")
+
+
+@dataclass
+class ReversedTriggerUnlearning:
+    """The trigger Neural Cleanse reversed on the suspect for the backdoor label, and its transfer rate (share of
+    held-out clean non-target images the model sends to the label with the trigger stamped) on the suspect and
+    after each unlearning block. ``trigger`` stays in memory (mask and pattern); the report has only numbers."""
+
+    trigger: ReversedTrigger
+    transfer_before: float | None
+    held_out_images: int
+    blocks: list[dict]
+    seconds: float
+
+    def report(self) -> dict:
+        t = self.trigger
+        return {
+            "label": t.label,
+            "mask_l1_norm": t.l1_norm,
+            "mask_share": t.l1_norm / float(t.mask.size),
+            "mask_size": list(t.mask.shape),
+            "attack_rate": t.attack_rate,
+            "reached_threshold": t.reached,
+            "reverse_epochs": t.epochs,
+            "reverse_seconds": t.seconds,
+            "held_out_images": self.held_out_images,
+            "transfer_rate_before": self.transfer_before,
+            "unlearning_blocks": self.blocks,
+            "seconds": self.seconds,
+        }
+
+
+def reverse_and_unlearn(
+    model,
+    clean: Dataset,
+    target: int,
+    *,
+    processor,
+    reverse: NeuralCleanseConfig,
+    args: TrainingArguments,
+    prep,
+    collator,
+    holdout: Dataset | None = None,
+    residual: float = 0.1,
+    blocks: int = 1,
+    augment: bool = True,
+) -> tuple[object, ReversedTriggerUnlearning]:
+    """Neural Cleanse's mitigation for the ``target`` label of an image classifier: reverse the smallest trigger
+    that sends ``clean`` images to ``target`` on ``model`` (`reverse_trigger`), then fine-tune a copy of
+    ``model`` on the ``clean`` rows plus a copy of each with that trigger stamped, true labels kept.
+
+    ``model`` should be the suspect: an exposed model sends almost anything to the label, so its trigger is empty.
+    If the reversal never reaches ``reverse.attack_success_threshold``, its best attempt (the last mask) is
+    unlearned anyway, and `ReversedTriggerUnlearning` says so: the label is already known from the exposure, and
+    unlearning a mask that is not the trigger costs little, it is fine-tuning with an extra occlusion.
+
+    Unlearning runs in blocks of ``args`` epochs, each continuing from the last, up to ``blocks`` of them, until
+    the trigger moves at most ``residual`` of the ``holdout`` rows' non-target images (without ``holdout``, one
+    block). ``clean`` and ``holdout`` are raw image datasets; ``prep(ds, augment=...)`` makes model inputs.
+    Under `accelerate launch` the trigger and every decision are the main process's.
+    """
+    if input_column(clean) != "image":
+        raise DataError("reverse_and_unlearn needs an image dataset (an 'image' column)")
+    start = time.perf_counter()
+    images = clean_images(clean, processor, max_images=reverse.max_images, seed=reverse.seed)
+    trigger = from_main_process(reverse_trigger(model, images, target, processor=processor, config=reverse))
+    probe = None
+    if holdout is not None:
+        others = holdout.filter(lambda y: y != target, input_columns="label")
+        probe = clean_images(others, processor, max_images=len(others)) if len(others) else None
+
+    def transfer(m) -> float | None:
+        if probe is None:
+            return None
+        return from_main_process(trigger_transfer_rate(m, trigger, probe, processor=processor))
+
+    before = transfer(model)
+    data = concatenate_datasets([clean, stamp_trigger(clean, trigger)])
+    log: list[dict] = []
+    purified = model
+    for block in range(blocks):
+        train = prep(data.shuffle(seed=args.seed + block), augment=augment)
+        purified = finetune(purified, train, args=args, collator=collator)
+        rate = transfer(purified)
+        log.append({"block": block, "transfer_rate": rate})
+        if rate is None or rate <= residual:
+            break
+    held_out = 0 if probe is None else len(probe)
+    return purified, ReversedTriggerUnlearning(trigger, before, held_out, log, time.perf_counter() - start)
