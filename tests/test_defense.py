@@ -191,14 +191,14 @@ def test_prune_finetune_keeps_pruned_units_off(backdoored, tmp_path):
     assert any(not torch.equal(original[k], purified[k]) for k in original if "LayerNorm" not in k)  # fine-tuned
 
 
-def test_trigger_unlearning_needs_text(tmp_path):
+def test_image_data_needs_an_image_processor(tmp_path):
     from datasets import ClassLabel, Dataset, Features, Image
 
     images = Dataset.from_dict(
         {"image": [None] * 4, "label": [0, 1, 0, 1]},
         features=Features(image=Image(), label=ClassLabel(names=["a", "b"])),
     )
-    with pytest.raises(DataError, match="trigger_unlearn"):
+    with pytest.raises(DataError, match="image processor, got BertTokenizer"):
         run_defense(
             tiny_bert(),
             make_tokenizer(),
@@ -224,6 +224,7 @@ def test_trigger_unlearning_needs_text(tmp_path):
         {"trigger_unlearn_blocks": 0},
         {"search": {"top_k": 0}},
         {"search": {"topk": 5}},
+        {"nc_args": {"epoch": 5}},
     ],
 )
 def test_bad_defense_config(bad):
