@@ -70,17 +70,50 @@ def plot_masks(masks: dict, threshold: float, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(report: dict, masks: dict | None, output_dir: str) -> None:
-    """``report.json`` and ``plots/exposure.png`` (+ ``plots/masks.png`` when masks were pruned) in ``output_dir``."""
-    os.makedirs(os.path.join(output_dir, "plots"), exist_ok=True)
+def write_report(report: dict, masks: dict | None, output_dir: str, *, trigger=None) -> None:
+    """``report.json`` and ``plots/exposure.png`` in ``output_dir``, + ``plots/masks.png`` when masks were pruned
+    and ``plots/reversed_trigger_{mask,pattern,trigger}.png`` for a reversed image ``trigger``."""
+    plots = os.path.join(output_dir, "plots")
+    os.makedirs(plots, exist_ok=True)
     with open(os.path.join(output_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
-    plot_exposure(report["exposure"]["trace"], os.path.join(output_dir, "plots", "exposure.png"))
+    plot_exposure(report["exposure"]["trace"], os.path.join(plots, "exposure.png"))
     if masks is not None and "pruning" in report:
-        plot_masks(masks, report["pruning"]["threshold"], os.path.join(output_dir, "plots", "masks.png"))
+        plot_masks(masks, report["pruning"]["threshold"], os.path.join(plots, "masks.png"))
+    if trigger is not None:
+        trigger.save_pngs(plots, prefix="reversed_trigger_")
+
+
+def _reversal_lines(t: dict) -> list[str]:
+    label, (h, w) = t["label"], t["mask_size"]
+    found = (
+        f"- Neural Cleanse reversed a trigger for label **{label}** on the suspect: mask L1 norm "
+        f"{t['mask_l1_norm']:.1f} ({_pct(t['mask_share'])} of the {h}×{w} input), sending "
+        f"{_pct(t['attack_rate'])} of the clean defense images it was optimised on to label {label}"
+    )
+    if not t["reached_threshold"]:
+        found += (
+            "; it **did not reach** the attack-rate threshold, so this is its best attempt rather than a trigger "
+            "(unlearned anyway: the label came from the exposure)"
+        )
+    lines = [
+        found,
+        f"- the reversed trigger for label **{label}** was unlearned: fine-tuned on the clean defense images plus "
+        "copies with it stamped, true labels",
+    ]
+    last = (t.get("unlearning_blocks") or [{}])[-1]
+    if last.get("transfer_rate") is not None:
+        lines.append(
+            f"- afterwards it sends {_pct(last['transfer_rate'])} of {t['held_out_images']} held-out clean non-target "
+            f"images to label {label} (suspect: {_pct(t['transfer_rate_before'])}), after "
+            f"{len(t['unlearning_blocks'])} unlearning block(s)"
+        )
+    return lines
 
 
 def _removal_lines(report: dict) -> list[str]:
+    if "reversed_trigger_unlearning" in report:
+        return _reversal_lines(report["reversed_trigger_unlearning"])
     if "trigger_unlearning" in report:
         t = report["trigger_unlearning"]
         if not t["triggers"]:
@@ -119,6 +152,8 @@ def card_body(report: dict, *, suspect: str, dataset: str) -> str:
     exposure = report["exposure"]
     bem = exposure["bem"]
     method = REMOVAL_NAMES.get(report.get("removal", "recover_prune"), report.get("removal"))
+    if "reversed_trigger_unlearning" in report:
+        method = "Neural Cleanse trigger reversal and unlearning"
     lines = [
         f"This model is `{suspect}` after the **Expose Before You Defend** defense "
         f"({EXPOSURE_NAMES[exposure.get('method', 'cul')]} + {method}, arXiv:2410.19427) run with `ebyd_hf` "

@@ -50,7 +50,8 @@ def main(argv=None):
                 library_name=library_name(model),
             )
             save_model(result.purified, processor, tmp, card=card)
-            write_report(report, result.recovery and result.recovery.masks, tmp)
+            trigger = result.reversal.trigger if result.reversal else None
+            write_report(report, result.recovery and result.recovery.masks, tmp, trigger=trigger)
     print(metrics_table(report["metrics"]) if report["metrics"] else "no test data given: nothing measured")
     print(json.dumps({k: report[k] for k in ("label_found", "label_share")} | {"bem": report["exposure"]["bem"]}))
     if args.push_to_hub and process_state().is_main_process:
