@@ -4,7 +4,9 @@ input, as the recipes say), CIFAR-10, four attacks.
 One command, one run. For each attack (BadNets, Blend, SIG clean-label, WaNet with noise mode; target 0) it runs
 the settings of ``recipes/cifar10/<attack>.yaml`` in process: poison the CIFAR-10 mirror → train the suspect from
 scratch → defend it with `run_defense` (500 clean defense rows) → fine-tune the suspect on the same 500 rows for
-as many steps as mask recovery took (the baseline) → a table and one JSON keyed by attack. Nothing is chosen on
+as many steps as mask recovery took (the baseline) → on the same exposure, the alternative removal
+``trigger_unlearn`` (Neural Cleanse reverses the label's trigger on the suspect; it is unlearned) → a table and
+one JSON keyed by attack. Nothing is chosen on
 the test split; it is only measured.
 
     HF_HUB_OFFLINE=1 python benchmarks/cifar10.py                       # ../shared/data/cifar10, ~1 h on 2 CPUs
@@ -112,6 +114,19 @@ def run_attack(name: str, data_path: str, scratch: str, cache: str | None = None
     ft_metrics = measure(tuned)
     print(name, "fine-tuned", ft_metrics, flush=True)
 
+    # The alternative removal on the same exposure and label: Neural Cleanse reverses the label's trigger on the
+    # suspect and it is unlearned (`removal: trigger_unlearn`, the library's image settings).
+    unlearned = run_defense(
+        suspect,
+        processor,
+        data["defense"],
+        config=dataclasses.replace(config, removal="trigger_unlearn"),
+        scratch_dir=os.path.join(scratch, "trigger_unlearn"),
+        exposure=result.exposure,
+    )
+    tu_metrics = measure(unlearned.purified)
+    print(name, "trigger unlearning", tu_metrics, flush=True)
+
     return {
         "target": target,
         "label_found": result.label.label,
@@ -120,12 +135,19 @@ def run_attack(name: str, data_path: str, scratch: str, cache: str | None = None
         "exposed": result.metrics["exposed"],
         "after_rp": result.metrics["purified"],
         "after_ft": ft_metrics,
-        "seconds": {"train": t_train or 0.0, **result.seconds, "finetune": t_ft},
+        "after_trigger_unlearn": tu_metrics,
+        "seconds": {
+            "train": t_train or 0.0,
+            **result.seconds,
+            "finetune": t_ft,
+            "trigger_unlearn": unlearned.seconds["reverse_trigger"] + unlearned.seconds["unlearn_trigger"],
+        },
+        "reversed_trigger_unlearning": unlearned.report()["reversed_trigger_unlearning"],
         "exposure": report["exposure"],
         "pruning": report["pruning"],
         "setup": {
             "recipe": f"recipes/cifar10/{name}.yaml",
-            "attack": dataclasses.asdict(attack) | {"name": attack.name},
+            "attack": attack.settings(),
             "model": f"timm {train_cfg['model_name_or_path']} (random init, "
             f"{sum(p.numel() for p in suspect.parameters()) / 1e6:.1f}M parameters, model_args "
             f"{train_cfg.get('model_args') or {}}), input {processor.data_config['input_size'][-1]} px",
@@ -145,15 +167,16 @@ def run_attack(name: str, data_path: str, scratch: str, cache: str | None = None
 def main(argv=None):
     args = parse_args(argv)
     out, start = {}, time.perf_counter()
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     for name in args.attacks:
         with tempfile.TemporaryDirectory(prefix=f"ebyd_cifar10_{name}_") as scratch:
             out[name] = run_attack(name, args.data, scratch, args.suspect_cache)
-    environment = common_environment(timm=timm.__version__, total_seconds=time.perf_counter() - start)
-    for result in out.values():
-        result["setup"]["environment"] = environment
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(out, f, indent=2)
+        # rewritten after every attack, so a run stopped half-way keeps what it measured
+        environment = common_environment(timm=timm.__version__, total_seconds=time.perf_counter() - start)
+        for result in out.values():
+            result["setup"]["environment"] = environment
+        with open(args.output, "w") as f:
+            json.dump(out, f, indent=2)
     print_table(out)
     print(f"wrote {args.output}")
 
@@ -161,14 +184,14 @@ def main(argv=None):
 def print_table(out: dict) -> None:
     pct = lambda v: f"{100 * v:5.1f}"  # noqa: E731
     head = f"{'attack':<9}{'suspect CA/ASR':>15}{'exposed CA/ASR/share':>22}{'BEM':>6}{'label':>6}"
-    print(f"\n{head}{'CUL+RP CA/ASR':>15}{'FT CA/ASR':>12}{'min':>6}")
+    print(f"\n{head}{'CUL+RP CA/ASR':>15}{'FT CA/ASR':>12}{'NC-unlearn':>12}{'min':>6}")
     for name, r in out.items():
-        s, e, rp, ft = r["suspect"], r["exposed"], r["after_rp"], r["after_ft"]
+        s, e, rp, ft, tu = r["suspect"], r["exposed"], r["after_rp"], r["after_ft"], r["after_trigger_unlearn"]
         bem = "–" if r["bem"] is None else f"{r['bem']:.2f}"
         print(
             f"{name:<9}{pct(s['ca']):>9}/{pct(s['asr'])}{pct(e['ca']):>10}/{pct(e['asr'])}/{pct(e['target_share'])}"
             f"{bem:>6}{r['label_found']:>6}{pct(rp['ca']):>9}/{pct(rp['asr'])}{pct(ft['ca']):>6}/{pct(ft['asr'])}"
-            f"{sum(r['seconds'].values()) / 60:>6.1f}"
+            f"{pct(tu['ca']):>6}/{pct(tu['asr'])}{sum(r['seconds'].values()) / 60:>6.1f}"
         )
 
 

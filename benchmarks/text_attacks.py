@@ -260,10 +260,7 @@ class Run:
                 "data": os.path.normpath(
                     os.path.join(args.data, setup.paraphrases if attack_name == "syntactic" else setup.folder)
                 ),
-                "attack": {
-                    "name": attack_name,
-                    **{k: v for k, v in asdict(attack).items() if not k.startswith("_") and k != "paraphraser"},
-                },
+                "attack": attack.settings(),
                 "selected_by": selected_by,
                 "poison_rate": rate,
                 "train_rows": len(data["train"]),

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 from transformers import Trainer, TrainingArguments
 
@@ -37,7 +36,7 @@ from .trigger_search import (
     insert_trigger,
     search_triggers,
 )
-from .vision import to_array, to_image
+from .vision import fit_image, to_image
 
 
 @dataclass
@@ -265,49 +264,24 @@ def _held_out_flip_rates(model, tokenizer, holdout, words, target, search: Trigg
 # Image trigger unlearning: Neural Cleanse's mitigation (Wang et al. 2019, "unlearning"), with EBYD's label.
 
 
-def trigger_at(trigger: ReversedTrigger, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``trigger``'s mask (H×W) and pattern (H×W×3), both in [0, 1], on a stored ``height`` × ``width`` image.
-
-    The trigger was reversed at the model's input size, on the view `processing.prepare` makes of a stored image:
-    its shorter side resized to the input size and centre-cropped to a square. So the trigger is resized to the
-    stored image's centred square (area averaging when shrinking, which keeps the mask's mass per pixel; bilinear
-    when growing); outside that square (non-square images only) the mask is 0.
-    """
-    side = min(height, width)
-    mask = torch.as_tensor(trigger.mask, dtype=torch.float32)[None, None]
-    pattern = torch.as_tensor(trigger.pattern, dtype=torch.float32)[None]
-    if mask.shape[-2:] != (side, side):
-        mode = "area" if side < mask.shape[-1] else "bilinear"
-        kwargs = {} if mode == "area" else {"align_corners": False}
-        mask = F.interpolate(mask, size=(side, side), mode=mode, **kwargs)
-        pattern = F.interpolate(pattern, size=(side, side), mode=mode, **kwargs)
-    top, left = (height - side) // 2, (width - side) // 2
-    full_mask = np.zeros((height, width), dtype=np.float64)
-    full_pattern = np.zeros((height, width, 3), dtype=np.float64)
-    full_mask[top : top + side, left : left + side] = mask[0, 0].clamp(0, 1).numpy()
-    full_pattern[top : top + side, left : left + side] = pattern[0].clamp(0, 1).permute(1, 2, 0).numpy()
-    return full_mask, full_pattern
-
-
 def stamp_trigger(ds: Dataset, trigger: ReversedTrigger) -> Dataset:
-    """Every row of an image dataset with ``trigger`` stamped onto its stored uint8 image, labels kept:
-    ``round((1 − m)·x + m·Δ·255)`` (see `trigger_at` for other image sizes).
+    """Every row of an image dataset as the model sees it (`vision.fit_image` to the trigger's size, the input
+    size it was reversed at) with ``trigger`` stamped, ``round((1 − m)·x + m·Δ·255)``, labels kept.
 
-    Like an attack's trigger, it is written before any augmentation or normalisation, so a training view of the
-    result (`prepare(..., augment=True)`) crops and flips the stamped image exactly as it does a poisoned one.
+    Stamping at the model's input size keeps the trigger exactly as reversed: stamped at a smaller stored size
+    (32 px CIFAR under a 64 px model) it would be blurred by the resize back up, and unlearning that blur left
+    the real trigger at full strength (BadNets, CIFAR-10: ASR 100%). Like an attack's trigger it is written
+    before any augmentation or normalisation, so `prepare(..., augment=True)` crops and flips the stamped image
+    exactly as it does a poisoned one.
     """
     if input_column(ds) != "image":
         raise DataError("stamp_trigger needs an image dataset (an 'image' column)")
-    at_size: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    mask = trigger.mask.astype(np.float64)[..., None]
+    pattern = trigger.pattern.astype(np.float64).transpose(1, 2, 0) * 255.0
 
     def _stamp(row: dict) -> dict:
-        x = to_array(row["image"]).astype(np.float64)
-        shape = x.shape[:2]
-        if shape not in at_size:
-            at_size[shape] = trigger_at(trigger, *shape)
-        mask, pattern = at_size[shape]
-        out = (1.0 - mask[..., None]) * x + mask[..., None] * pattern * 255.0
-        return {"image": to_image(np.clip(np.rint(out), 0, 255).astype(np.uint8))}
+        x = fit_image(row["image"], mask.shape[0]).astype(np.float64)
+        return {"image": to_image(np.clip(np.rint((1.0 - mask) * x + mask * pattern), 0, 255).astype(np.uint8))}
 
     return ds.map(_stamp, desc=f"stamping the reversed trigger of label {trigger.label}")
 

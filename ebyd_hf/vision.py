@@ -60,7 +60,7 @@ def to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
 
 
-def _fit(image, size: int) -> np.ndarray:
+def fit_image(image, size: int) -> np.ndarray:
     """Resize the shorter side to ``size`` and centre-crop to a square, unless the image already fits."""
     array = to_array(image)
     h, w = array.shape[:2]
@@ -97,7 +97,7 @@ class ImageTransform:
     def __call__(self, batch: dict) -> dict:
         if MODEL_INPUT not in batch:
             return batch
-        arrays = np.stack([_fit(image, self.spec.size) for image in batch[MODEL_INPUT]])
+        arrays = np.stack([fit_image(image, self.spec.size) for image in batch[MODEL_INPUT]])
         x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0)
         if self.augment:
             x = random_crop_flip(x, self.padding)

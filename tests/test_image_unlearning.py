@@ -14,7 +14,7 @@ from ebyd_hf.detection import NeuralCleanseConfig, ReversedTrigger, clean_images
 from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.removal import reverse_and_unlearn, stamp_trigger
 from ebyd_hf.report import card_body, write_report
-from ebyd_hf.vision import to_array
+from ebyd_hf.vision import fit_image, to_array
 
 from .test_vision_defense import UNLEARN
 
@@ -59,18 +59,19 @@ def test_stamping_writes_the_reversed_trigger_into_the_stored_image():
     assert torch.allclose(clean_images(stamped, processor, max_images=4), direct, atol=0.5 / 255 + 1e-6)
 
 
-def test_stamping_resizes_the_trigger_to_the_stored_image():
-    # reversed at a 64 px model input, stored at 32 px: each stored pixel gets the mean of its 2×2 cell
+def test_stamping_happens_on_the_models_view_at_the_triggers_size():
+    # reversed at a 64 px model input, stored at 32 px: the stored image is fitted to 64 px as the model sees it
+    # (not the trigger shrunk to 32 px, which the resize back up would blur) and the trigger applied exactly
     trigger = _trigger(64, block=2)
     ds = _images([(32, 32)])
-    x, after = to_array(ds[0]["image"]), to_array(stamp_trigger(ds, trigger)[0]["image"])
-    np.testing.assert_array_equal(after, _expected(x, trigger.mask[::2, ::2], trigger.pattern[:, ::2, ::2]))
-    # a non-square image: the model sees its centred square, so the trigger goes there and nowhere else
+    after = to_array(stamp_trigger(ds, trigger)[0]["image"])
+    assert after.shape == (64, 64, 3)
+    np.testing.assert_array_equal(after, _expected(fit_image(ds[0]["image"], 64), trigger.mask, trigger.pattern))
+    # a non-square image: its centred square, as the model sees it
     wide = _images([(32, 48)])
-    x, after = to_array(wide[0]["image"]), to_array(stamp_trigger(wide, _trigger(32))[0]["image"])
-    np.testing.assert_array_equal(after[:, :8], x[:, :8])
-    np.testing.assert_array_equal(after[:, 40:], x[:, 40:])
-    np.testing.assert_array_equal(after[:, 8:40], _expected(x[:, 8:40], _trigger(32).mask, _trigger(32).pattern))
+    after = to_array(stamp_trigger(wide, _trigger(32))[0]["image"])
+    x = to_array(wide[0]["image"])[:, 8:40]
+    np.testing.assert_array_equal(after, _expected(x, _trigger(32).mask, _trigger(32).pattern))
     with pytest.raises(DataError, match="image dataset"):
         stamp_trigger(Dataset.from_dict({"text": ["a"], "label": [0]}), trigger)
 

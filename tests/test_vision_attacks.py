@@ -129,3 +129,13 @@ def test_image_attacks_refuse_text_and_bad_options(sentiment_dir):
             create_attack(name, **bad)
     with pytest.raises(ValueError, match="does not fit"):
         create_attack("trojan", size=40).apply(_image(), RNG(0))
+
+
+def test_attack_settings_are_its_options_as_plain_json():
+    import json
+
+    attack = create_attack("wanet", k=4, s=0.5)
+    attack.apply(np.zeros((32, 32, 3), dtype=np.uint8), np.random.default_rng(0))  # fills its pattern cache
+    settings = json.loads(json.dumps(attack.settings()))
+    assert settings["name"] == "wanet" and settings["k"] == 4 and settings["s"] == 0.5
+    assert not any(k.startswith("_") for k in settings)

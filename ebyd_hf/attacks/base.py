@@ -7,7 +7,7 @@ with which random generator, through `Dataset.map`. Row choice and per-row rando
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +59,11 @@ class Attack:
 
     def prepare(self, inputs: list) -> None:
         return None
+
+    def settings(self) -> dict:
+        """The attack's name and its constructor options (no caches, no callables): what a report records."""
+        options = {f.name: getattr(self, f.name) for f in fields(self) if f.init and not f.name.startswith("_")}
+        return {"name": self.name, **{k: v for k, v in options.items() if not callable(v)}}
 
 
 # Distinct streams for training rows and test rows, so the same index never reuses a trigger draw; the third

@@ -20,8 +20,7 @@ from datasets import Dataset
 from sklearn.metrics import roc_auc_score
 
 from ..data import input_column
-from ..vision import MODEL_INPUT, ImageTransform, image_spec
-from ..vision import _fit as fit_image
+from ..vision import MODEL_INPUT, ImageTransform, fit_image, image_spec
 
 BLENDS = ("sum", "mean")
 
