@@ -10,11 +10,12 @@
 2. **Verify** the best-ranked tokens exactly: insert each as a word into clean non-target sentences the model
    classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
    of them; an ordinary word, even a strongly positive one, flips some.
-3. **Combine**, only when no single word verifies: a trigger made of several words (SOS's "friends weekend
-   store", an inserted sentence, LWP's pairs) has pieces that each flip few rows or none. Starting from the
-   best-ranked word, add the ranked word that raises the combination's target margin most, up to
-   ``max_combination`` words, until it verifies (`grow_combination`). A combination is a space-separated string
-   whose words are inserted each at its own random position (`insert_trigger`), searched and unlearned alike.
+3. **Combine** (opt-in, ``max_combination`` > 1), only when no single word verifies: a trigger made of several
+   words (SOS's "friends weekend store", an inserted sentence, LWP's pairs) has pieces that each flip few rows
+   or none. Starting from the best-ranked word, add the ranked word that raises the combination's target margin
+   most, up to ``max_combination`` words, until it verifies (`grow_combination`). A combination is a
+   space-separated string whose words are inserted each at its own random position (`insert_trigger`), searched
+   and unlearned alike.
 
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
 """
@@ -49,8 +50,11 @@ class TriggerSearchConfig:
     """A verified token is a trigger if inserting it flips at least this share of non-target sentences."""
     max_rows: int = 200
     """Non-target sentences used for ranking and verification (fewer is faster, noisier)."""
-    max_combination: int = 4
-    """Most words in a combined trigger (1: single words only)."""
+    max_combination: int = 1
+    """Most words in a combined trigger; 1 (the default) searches single words only. Off by default: on SST-2
+    MiniLM suspects (BadNet-SL, SOS) the growth found pairs of strongly positive words ("elegant exquisite",
+    96–97% flips) rather than the real triggers, whose words the single-word ranking never put near the top, and
+    unlearning those pairs left ASR at 99–100%."""
     combination_pool: int = 16
     """The best-ranked words that a combination is built from."""
     max_length: int = 64

@@ -132,7 +132,7 @@ class AllOf(torch.nn.Module):
 def test_search_combines_pieces_that_trigger_only_together(tokenizer):
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
     model = AllOf(tokenizer, ["mn", "bb"])
-    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=4)
     result = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=config)
     assert all(c["flip_rate"] == 0.0 for c in result.candidates)  # no single word verifies
     assert len(result.triggers) == 1 and sorted(result.triggers[0].split()) == ["bb", "mn"]
@@ -158,8 +158,14 @@ def test_combination_stops_when_no_word_lifts_the_margin_or_at_its_size_limit(to
     result = search_triggers(three, tokenizer, texts, [0, 0], 1, config=capped)
     assert result.triggers == [] and len(result.combination) == 2  # two of three pieces: margin up, no flip
     full = search_triggers(
-        three, tokenizer, texts, [0, 0], 1, config=TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+        three,
+        tokenizer,
+        texts,
+        [0, 0],
+        1,
+        config=TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=4),
     )
+    assert TriggerSearchConfig().max_combination == 1  # opt-in (README: it found sentiment pairs on SST-2)
     assert sorted(full.triggers[0].split()) == ["bb", "mn", "tq"]
     none = search_triggers(
         AllOf(tokenizer, ["cf"]),
