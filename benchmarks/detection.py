@@ -275,7 +275,7 @@ def main(argv=None):
             data, seed, train, scratch, cache=args.suspect_cache, name=f"cifar10_{attack}", about=about
         )
         metrics = measure(model, processor, data, target, args.text.max_length)
-        print(f"{attack}: suspect {metrics} ({seconds:.0f}s)", flush=True)
+        print(f"{attack}: suspect {metrics} ({'cached' if seconds is None else f'{seconds:.0f}s'})", flush=True)
         unlearn = recipe.get("defend", {}).get("unlearn")
         config = scan_config("image", seed, suspect=True, args=args, unlearn=unlearn)
         result = examine(attack, model, processor, data, config=config, args=args, scratch=scratch, suspect=True)
@@ -292,7 +292,7 @@ def main(argv=None):
         )
         metrics = measure(model, processor, data, None, args.text.max_length)
         name = f"cifar10_{os.path.basename(str(train['model_name_or_path']))}_seed{seed}"
-        print(f"{name}: clean model {metrics} ({seconds:.0f}s)", flush=True)
+        print(f"{name}: clean model {metrics} ({'cached' if seconds is None else f'{seconds:.0f}s'})", flush=True)
         unlearn = recipe.get("defend", {}).get("unlearn")
         config = scan_config("image", seed, suspect=False, args=args, unlearn=unlearn)
         result = examine(name, model, processor, data, config=config, args=args, scratch=scratch, suspect=False)
@@ -332,7 +332,7 @@ def main(argv=None):
         model, tokenizer, seconds = text_model(data, seed, args, scratch)
         metrics = measure(model, tokenizer, data, None, text.max_length)
         name = f"sst2_minilm_seed{seed}"
-        print(f"{name}: clean model {metrics} ({seconds:.0f}s)", flush=True)
+        print(f"{name}: clean model {metrics} ({'cached' if seconds is None else f'{seconds:.0f}s'})", flush=True)
         config = scan_config("text", seed, suspect=False, args=args, unlearn=unlearn)
         result = examine(name, model, tokenizer, data, config=config, args=args, scratch=scratch, suspect=False)
         clean_models[name] = {"modality": "text", "clean": metrics, **result}
