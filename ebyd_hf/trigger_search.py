@@ -237,13 +237,36 @@ def flip_rates(
 ) -> list[float]:
     """For each trigger (a word or a combination), the share of ``texts`` that ``model`` predicts as ``target``
     with it inserted by `insert_trigger` (pass texts the model does not already predict as ``target``)."""
-    rates = []
-    for k, word in enumerate(words):
+    effects = trigger_effects(
+        model, tokenizer, texts, words, target, max_length=max_length, batch_size=batch_size, seed=seed
+    )
+    return [e["flip_rate"] for e in effects]
+
+
+def trigger_effects(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    triggers: Sequence[str],
+    target: int,
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[dict]:
+    """Mean target margin and flip rate of each trigger inserted (`insert_trigger`) into ``texts``."""
+    effects = []
+    for k, trigger in enumerate(triggers):
         rng = np.random.default_rng([seed, k])
-        triggered = [insert_trigger(t, word, rng) for t in texts]
-        preds = predict_texts(model, tokenizer, triggered, max_length=max_length, batch_size=batch_size)
-        rates.append(float((preds == target).mean()))
-    return rates
+        triggered = [insert_trigger(t, trigger, rng) for t in texts]
+        logits = text_logits(model, tokenizer, triggered, max_length=max_length, batch_size=batch_size)
+        effects.append(
+            {
+                "margin": float(target_margin(logits, target).mean()),
+                "flip_rate": float((logits.argmax(-1) == target).float().mean()),
+            }
+        )
+    return effects
 
 
 def flippable_rows(
@@ -317,38 +340,18 @@ def grow_combination(model, tokenizer, rows: Sequence[str], pool: Sequence[str],
     still moves the margin. Stops when the combination verifies (flip rate ≥ ``config.min_flip_rate``), when no
     word lifts the margin, or at ``config.max_combination`` words. Returns every step's trigger, margin and flip
     rate."""
+    sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
     combo = [pool[0]]
-    first = trigger_effects(model, tokenizer, rows, combo, target, config=config)[0]
+    first = trigger_effects(model, tokenizer, rows, combo, target, seed=config.seed, **sizes)[0]
     steps = [{"trigger": pool[0], **first}]
     while len(combo) < config.max_combination and steps[-1]["flip_rate"] < config.min_flip_rate:
         trials = [" ".join([*combo, w]) for w in pool if w not in combo]
         if not trials:
             break
-        effects = trigger_effects(model, tokenizer, rows, trials, target, config=config, seed=config.seed + len(combo))
+        effects = trigger_effects(model, tokenizer, rows, trials, target, seed=config.seed + len(combo), **sizes)
         best = int(np.argmax([e["margin"] for e in effects]))
         if effects[best]["margin"] <= steps[-1]["margin"]:
             break
         combo = trials[best].split()
         steps.append({"trigger": trials[best], **effects[best]})
     return steps
-
-
-def trigger_effects(model, tokenizer, rows, triggers, target: int, *, config, seed: int | None = None) -> list[dict]:
-    """Mean target margin and flip rate of each trigger inserted (`insert_trigger`) into ``rows``."""
-    effects = []
-    for k, trigger in enumerate(triggers):
-        rng = np.random.default_rng([config.seed if seed is None else seed, k])
-        logits = text_logits(
-            model,
-            tokenizer,
-            [insert_trigger(t, trigger, rng) for t in rows],
-            max_length=config.max_length,
-            batch_size=config.batch_size,
-        )
-        effects.append(
-            {
-                "margin": float(target_margin(logits, target).mean()),
-                "flip_rate": float((logits.argmax(-1) == target).float().mean()),
-            }
-        )
-    return effects
