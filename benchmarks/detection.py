@@ -75,8 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--sst2", default=os.path.join(DATA, "sst2"))
     p.add_argument("--recipes", default=VISION_RECIPES, help="folder of the <attack>.yaml vision recipes")
     p.add_argument("--attacks", nargs="*", default=list(VISION_ATTACKS), choices=VISION_ATTACKS)
-    p.add_argument("--clean_vision_seeds", nargs="*", type=int, default=[101])
-    p.add_argument("--clean_text_seeds", nargs="*", type=int, default=[201, 202])
+    # Not 101-103: the verdict threshold was chosen on those clean models (README, "How the verdict threshold ...").
+    p.add_argument("--clean_vision_seeds", nargs="*", type=int, default=[104, 105])
+    p.add_argument("--clean_text_seeds", nargs="*", type=int, default=[201])
     p.add_argument("--text_suspect", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument(
         "--suspect_cache", default=None, help="folder of trained vision models to reuse (shared with cifar10.py)"
@@ -153,7 +154,7 @@ def scan_config(modality: str, seed: int, *, suspect: bool, args, unlearn: dict 
         epochs = {"num_train_epochs": SMOKE["exposure_epochs"]}
         config["exposure_args"].update(epochs)
         config.update(
-            corroborate_args=epochs,
+            corroborate_args=epochs if modality == "text" else {},  # images corroborate by pruning: no epochs
             nc_args=SMOKE["nc"],
             probe_size=SMOKE["vision_test_size"],
             strip_samples=SMOKE["strip"]["samples"],
@@ -163,8 +164,8 @@ def scan_config(modality: str, seed: int, *, suspect: bool, args, unlearn: dict 
 
 
 def examine(name, model, processor, data, *, config: ScanConfig, args, scratch, suspect: bool) -> dict:
-    """Scan one model (CUL exposure + CFT corroboration → verdict, NC, STRIP); for a suspect also pruning and AWP,
-    so that BEM is reported for all four exposure methods."""
+    """Scan one model (CUL exposure + a corroborating one → verdict, NC, STRIP); for a suspect also the other
+    exposure methods, so that BEM is reported for all four."""
     asr_set = data.get("test_poisoned")
     scan = run_scan(
         model, processor, data["defense"], config=config, scratch_dir=scratch, test=data["test"], asr_set=asr_set
@@ -177,6 +178,7 @@ def examine(name, model, processor, data, *, config: ScanConfig, args, scratch, 
         "label_found": int(found),
         "label_share": report["share"],
         "corroboration": report["corroboration"],
+        "dominance": report["dominance"],
         "threshold": report["threshold"],
         "seconds": dict(report["seconds"]),
         "scan": report,

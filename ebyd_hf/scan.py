@@ -4,9 +4,9 @@
 and clean defense rows; a clean test set and a triggered copy (with the target) add measurements: the exposure's
 CA/ASR trace (hence BEM) and STRIP's AUROC. Nothing is chosen on them.
 
-* verdict and label: the exposed model's dominant prediction on the defense rows and its share; a second exposure
-  of a different kind (``corroborate``, CFT by default) must agree on the label (`detect_backdoor`, and README
-  "How the verdict threshold was chosen");
+* verdict and label: the exposed model's dominant prediction on the defense rows; a second exposure of a
+  different kind (``corroborate``: pruning for images, CFT for text) must agree on the label, both dominant
+  (`detect_backdoor`, and README "How the verdict threshold was chosen");
 * Neural Cleanse (images only): mode B reverses only that label on the exposed model; mode A (optional, K times
   the cost) reverses every label on the original model, as NC was published;
 * STRIP: entropy of perturbed inputs under the original and under the exposed model.
@@ -23,7 +23,7 @@ from datasets import Dataset
 
 from .data import DataError, input_column, label_names, subsample
 from .detection import (
-    DEFAULT_SHARE_THRESHOLD,
+    DEFAULT_DOMINANCE,
     NeuralCleanseConfig,
     NeuralCleanseResult,
     StripConfig,
@@ -57,12 +57,16 @@ class ScanConfig:
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for every evaluation pass."})
     probe_size: int = field(default=500, metadata={"help": "Test / triggered rows traced per exposure epoch."})
     seed: int = field(default=42, metadata={"help": "Seed for the trainers and every sample drawn."})
-    share_threshold: float = field(
-        default=DEFAULT_SHARE_THRESHOLD, metadata={"help": "Dominant-class share at which the verdict is 'backdoored'."}
+    dominance: float = field(
+        default=DEFAULT_DOMINANCE,
+        metadata={"help": "Dominant / runner-up class ratio every exposure must reach for a 'backdoored' verdict."},
     )
     corroborate: str = field(
-        default="cft",
-        metadata={"help": "Second exposure method that must agree on the label ('none': trust the first alone)."},
+        default="auto",
+        metadata={
+            "help": "Second exposure method that must agree on the label: 'auto' (prune for images, cft for text), "
+            "a method name, or 'none' (trust the first alone)."
+        },
     )
     corroborate_args: dict = field(default_factory=dict, metadata={"help": "Its config overrides (JSON)."})
     neural_cleanse: str = field(
@@ -83,16 +87,27 @@ class ScanConfig:
     def __post_init__(self):
         if self.exposure not in EXPOSURE_METHODS:
             raise ValueError(f"exposure must be one of {sorted(EXPOSURE_METHODS)}, got {self.exposure!r}")
-        if self.corroborate != "none" and self.corroborate not in EXPOSURE_METHODS:
+        if self.corroborate not in ("auto", "none", *EXPOSURE_METHODS):
             raise ValueError(
-                f"corroborate must be 'none' or one of {sorted(EXPOSURE_METHODS)}, got {self.corroborate!r}"
+                f"corroborate must be 'auto', 'none' or one of {sorted(EXPOSURE_METHODS)}, got {self.corroborate!r}"
             )
         if self.corroborate == self.exposure:
             raise ValueError(f"corroborate must differ from the exposure method ({self.exposure!r})")
         if self.neural_cleanse not in NC_MODES:
             raise ValueError(f"neural_cleanse must be one of {NC_MODES}, got {self.neural_cleanse!r}")
-        if not 0.0 < self.share_threshold <= 1.0:
-            raise ValueError(f"share_threshold must be in (0, 1], got {self.share_threshold}")
+        if not self.dominance > 1.0:
+            raise ValueError(f"dominance must be > 1 (dominant / runner-up class), got {self.dominance}")
+
+    def corroborating_method(self, modality: str) -> str | None:
+        """The second exposure for ``modality`` ('image' or 'text'), or None.
+
+        'auto' picks what separated clean from backdoored models here: on binary text, CFT (CUL collapses a clean
+        BERT onto one class, CFT leaves it spread); on images, pruning (CFT at its reference settings never got
+        the CIFAR-10 ResNets down to the floor, and pruning sent clean ones to other classes than CUL did)."""
+        if self.corroborate == "auto":
+            preferred = ("prune", "cul") if modality == "image" else ("cft", "cul")
+            return next(m for m in preferred if m != self.exposure)
+        return None if self.corroborate == "none" else self.corroborate
 
     def exposure_config(self, scratch_dir: str, method: str | None = None):
         """The config of ``method`` (default: the exposure method) with this scan's overrides and defaults."""
@@ -217,8 +232,9 @@ def run_scan(
     exposure = run(config.exposure)
     seconds["expose"] = exposure.seconds
     second = None
-    if config.corroborate != "none":
-        second = run(config.corroborate)
+    corroborate = config.corroborating_method(modality)
+    if corroborate is not None:
+        second = run(corroborate)
         seconds["corroborate"] = second.seconds
     start = time.perf_counter()
     verdict = detect_backdoor(
@@ -226,7 +242,7 @@ def run_scan(
         watch,
         collator=collator,
         num_labels=num_labels,
-        threshold=config.share_threshold,
+        threshold=config.dominance,
         corroborating_model=None if second is None else second.model,
         batch_size=config.eval_batch_size,
     )

@@ -28,21 +28,29 @@ def test_anomaly_index_by_median_absolute_deviation():
     assert indices[2] == pytest.approx(-10 / 14.826)  # above the median: negative, never flagged
 
 
-def test_verdict_threshold_and_corroboration():
+def test_verdict_dominance_and_corroboration():
     finding = LabelFinding(label=3, share=0.97, counts=[1, 1, 1, 97])
-    assert verdict(finding, 0.9).backdoored and verdict(finding, 0.9).label == 3
-    quiet = verdict(LabelFinding(label=3, share=0.6, counts=[20, 10, 10, 60]), 0.9)
-    assert not quiet.backdoored and quiet.label is None and quiet.name == "clean"
-    # a second exposure must put the same label above the threshold too
+    assert finding.dominance == 97 and verdict(finding, 2.0).backdoored and verdict(finding, 2.0).label == 3
+    # a 10-class clean model at share 0.35 whose runner-up is close: not dominant
+    close = LabelFinding(label=5, share=0.334, counts=[124, 8, 2, 11, 121, 167, 18, 4, 0, 45])
+    quiet = verdict(close, 2.0)
+    assert close.dominance == pytest.approx(167 / 124) and not quiet.backdoored
+    assert quiet.label is None and quiet.name == "clean"
+    # a lower share can still dominate when the rest is spread: the ratio, not the share, decides
+    assert verdict(LabelFinding(label=0, share=0.3, counts=[150, 60, 40, 50, 60, 40, 30, 30, 20, 20]), 2.0).backdoored
+    # a second exposure must put the same label first, dominant too
     agree = LabelFinding(label=3, share=0.85, counts=[5, 5, 5, 85])
-    assert verdict(finding, 0.8, corroboration=agree).backdoored
+    assert verdict(finding, 2.0, corroboration=agree).backdoored
     other_label = LabelFinding(label=0, share=0.95, counts=[95, 1, 2, 2])
-    assert not verdict(finding, 0.8, corroboration=other_label).backdoored
+    assert not verdict(finding, 2.0, corroboration=other_label).backdoored
     spread = LabelFinding(label=3, share=0.5, counts=[20, 15, 15, 50])
-    rejected = verdict(finding, 0.8, corroboration=spread)
-    assert not rejected.backdoored and rejected.summary()["corroboration"]["share"] == 0.5
-    with pytest.raises(ValueError, match="share threshold"):
-        verdict(finding, 0.0)
+    rejected = verdict(finding, 3.0, corroboration=spread)
+    assert not rejected.backdoored and rejected.summary()["corroboration"]["dominance"] == 2.5
+    # everything on one class: infinite dominance, reported as null in JSON
+    total = LabelFinding(label=1, share=1.0, counts=[0, 40])
+    assert verdict(total, 2.0).backdoored and total.summary()["dominance"] is None
+    with pytest.raises(ValueError, match="dominance threshold"):
+        verdict(finding, 1.0)
 
 
 FAST_NC = NeuralCleanseConfig(epochs=30, max_images=64, batch_size=16, patience=3, early_stop_patience=5)

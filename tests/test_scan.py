@@ -37,9 +37,9 @@ def test_scan_of_a_backdoored_text_model(backdoored, tmp_path):
         asr_set=data["test_poisoned"],
     )
     report = result.report()
-    assert report["verdict"] == "backdoored" and report["label"] == 1 and report["share"] >= config.share_threshold
-    second = report["corroboration"]
-    assert second["label"] == 1 and second["share"] >= config.share_threshold  # CFT agrees
+    assert report["verdict"] == "backdoored" and report["label"] == 1
+    assert result.verdict.dominance >= config.dominance
+    assert result.verdict.corroboration.label == 1 and result.verdict.corroboration.dominance >= config.dominance
     assert report["corroborating_exposure"]["method"] == "cft" and report["corroborating_exposure"]["trace"]
     assert report["neural_cleanse"] is None  # Neural Cleanse is for images
     assert set(report["strip"]) == {"original", "exposed"}
@@ -62,19 +62,12 @@ def clean_resnet(tmp_path_factory):
 
 def test_scan_of_a_clean_image_model_says_no_backdoor(clean_resnet, tmp_path):
     model, processor, data = clean_resnet
-    config = ScanConfig(
-        mask_kinds=["batchnorm"],
-        exposure_args=IMAGE_EXPOSURE,
-        corroborate_args=IMAGE_EXPOSURE,
-        neural_cleanse="none",
-        probe_size=100,
-    )
-    report = run_scan(
-        model, processor, data["defense"], config=config, scratch_dir=str(tmp_path), test=data["test"]
-    ).report()
+    config = ScanConfig(mask_kinds=["batchnorm"], exposure_args=IMAGE_EXPOSURE, neural_cleanse="none", probe_size=100)
+    result = run_scan(model, processor, data["defense"], config=config, scratch_dir=str(tmp_path), test=data["test"])
+    report = result.report()
     assert report["exposure"]["stop_reason"]  # the clean model was exposed down to the floor too ...
     assert report["verdict"] == "clean" and report["label"] is None  # ... and yet no backdoor is reported
-    assert report["share"] < config.share_threshold  # its predictions stayed spread over the four classes
+    assert report["corroborating_exposure"]["method"] == "prune"  # the image default
     assert report["strip"] is None and report["exposure"]["bem"] is None  # nothing triggered to measure
 
 
@@ -84,6 +77,7 @@ def test_scan_of_an_image_model_runs_both_neural_cleanse_modes(backdoored_resnet
         mask_kinds=["batchnorm"],
         exposure="awp",  # on the tiny colour ResNet AWP and CFT both land on the target; CUL (1e-3) did not
         exposure_args={"disable_tqdm": True, "logging_strategy": "no"},
+        corroborate="cft",
         corroborate_args=IMAGE_EXPOSURE,
         neural_cleanse="both",
         nc_args=FAST_NC,

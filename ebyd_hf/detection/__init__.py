@@ -7,7 +7,7 @@
 * `strip` (strip.py): backdoor *input* detection by prediction entropy under perturbation, images and text.
 """
 
-from .label import DEFAULT_SHARE_THRESHOLD, LabelFinding, Verdict, backdoor_label, detect_backdoor, verdict
+from .label import DEFAULT_DOMINANCE, LabelFinding, Verdict, backdoor_label, detect_backdoor, verdict
 from .neural_cleanse import (
     NeuralCleanseConfig,
     NeuralCleanseResult,
@@ -21,7 +21,7 @@ from .neural_cleanse import (
 from .strip import StripConfig, StripResult, replace_words, strip, strip_entropy
 
 __all__ = [
-    "DEFAULT_SHARE_THRESHOLD",
+    "DEFAULT_DOMINANCE",
     "LabelFinding",
     "NeuralCleanseConfig",
     "NeuralCleanseResult",

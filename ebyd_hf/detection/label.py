@@ -4,19 +4,19 @@ An exposed backdoored model answers its backdoor label for almost any clean inpu
 consistency"), so the dominant class of its predictions on clean defense data is the backdoor label.
 
 Whether there is a backdoor at all cannot be read off one exposure: exposing a *clean* model also ends where
-clean accuracy is gone, and the stop rule's floor (the accuracy of a constant predictor) is exactly where a model
-that answers one class for everything lands. Measured on clean models (README, "How the verdict threshold was
-chosen"): a clean binary BERT under Clean Unlearning collapsed onto one class (share 1.0), while under Confusion
-Fine-Tuning the same model ended spread out (share 0.51); clean 4-class ResNets ended at CUL shares 0.28 and 0.46
-and a CFT share of 0.46. A backdoor is one attractor that every exposure finds; a clean model's collapse is an
-accident of the method. So the verdict asks two exposures of different kinds (by default CUL, gradient ascent,
-and CFT, random labels) and says "backdoored" only when both put at least `DEFAULT_SHARE_THRESHOLD` of the
-predictions on the same label. On binary tasks that is not enough: a clean tiny BERT collapsed onto the same
-class under both CUL and CFT (README, "Known weakness: binary tasks").
+clean accuracy is gone, often with its predictions piled on some class (a clean binary BERT under Clean
+Unlearning: all of them). A backdoor is one attractor that every exposure finds; a clean model's collapse is an
+accident of the method, and two exposures of different kinds land on different classes. So the verdict asks two
+exposures (by default CUL, gradient ascent, and a second kind chosen per modality, see `ScanConfig.corroborate`)
+and says "backdoored" only when both put their dominant class on the same label, each at least
+`DEFAULT_DOMINANCE` times as often as its runner-up class. The ratio, not the share, because a share means
+different things for 2 and 10 classes (README, "How the verdict threshold was chosen", has the clean models it
+was chosen from, and "Known weakness: binary tasks").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +24,16 @@ from datasets import Dataset
 
 from ..evaluation import predict
 
-# Chosen from clean models only: their largest dominant share at the end of a corroborating (CFT) exposure was
-# 0.51 (binary BERT, where a constant predictor already scores 0.505) and 0.46 (4-class ResNet); 0.8 leaves a
-# wide margin above both. (Backdoored models were not used to choose it; the tiny ones reach 0.93-1.0.)
-DEFAULT_SHARE_THRESHOLD = 0.8
+# Chosen from clean models only. Clean CIFAR-10 ResNets under CUL: dominant / runner-up 1.20, 1.35 and 1.68
+# (seeds 101-103); a clean binary BERT under CFT: 0.51 / 0.49 = 1.04. Twice the runner-up is above all of them;
+# on a binary task it means a share of 2/3.
+DEFAULT_DOMINANCE = 2.0
+
+
+def dominance(counts: list[int]) -> float:
+    """How many times more often the dominant class is predicted than the runner-up (inf if nothing else is)."""
+    top, runner_up = (sorted(counts, reverse=True) + [0])[:2]
+    return math.inf if runner_up == 0 else top / runner_up
 
 
 @dataclass
@@ -36,13 +42,18 @@ class LabelFinding:
     share: float
     counts: list[int]
 
+    @property
+    def dominance(self) -> float:
+        return dominance(self.counts)
+
     def summary(self) -> dict:
-        return {"label": self.label, "share": self.share, "counts": self.counts}
+        return {"label": self.label, "share": self.share, "dominance": _finite(self.dominance), "counts": self.counts}
 
 
 @dataclass
 class Verdict:
-    """``backdoored`` when every exposure's dominant class is the same and takes at least ``threshold``."""
+    """``backdoored`` when every exposure's dominant class is the same and at least ``threshold`` times as
+    frequent as its runner-up."""
 
     backdoored: bool
     label: int | None
@@ -55,15 +66,24 @@ class Verdict:
     def name(self) -> str:
         return "backdoored" if self.backdoored else "clean"
 
+    @property
+    def dominance(self) -> float:
+        return dominance(self.counts)
+
     def summary(self) -> dict:
         return {
             "verdict": self.name,
             "label": self.label,
             "share": self.share,
+            "dominance": _finite(self.dominance),
             "threshold": self.threshold,
             "counts": self.counts,
             "corroboration": None if self.corroboration is None else self.corroboration.summary(),
         }
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isinf(x) else x  # JSON has no infinity; None reads "nothing else was predicted"
 
 
 def backdoor_label(model, ds: Dataset, *, collator, num_labels: int, batch_size: int = 64) -> LabelFinding:
@@ -73,15 +93,15 @@ def backdoor_label(model, ds: Dataset, *, collator, num_labels: int, batch_size:
 
 
 def verdict(
-    finding: LabelFinding, threshold: float = DEFAULT_SHARE_THRESHOLD, *, corroboration: LabelFinding | None = None
+    finding: LabelFinding, threshold: float = DEFAULT_DOMINANCE, *, corroboration: LabelFinding | None = None
 ) -> Verdict:
-    """Backdoored iff the dominant share reaches ``threshold`` (and, if given, ``corroboration`` agrees on the same
-    label with a share that also reaches it); the label is reported only then."""
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"the share threshold must be in (0, 1], got {threshold}")
-    backdoored = finding.share >= threshold
+    """Backdoored iff the dominant class is at least ``threshold`` times as frequent as the runner-up (and, if
+    given, ``corroboration`` agrees on the same label and passes the same test); the label is reported only then."""
+    if not threshold > 1.0:
+        raise ValueError(f"the dominance threshold must be > 1 (dominant / runner-up class), got {threshold}")
+    backdoored = finding.dominance >= threshold
     if corroboration is not None:
-        backdoored = backdoored and corroboration.label == finding.label and corroboration.share >= threshold
+        backdoored = backdoored and corroboration.label == finding.label and corroboration.dominance >= threshold
     return Verdict(
         backdoored, finding.label if backdoored else None, finding.share, threshold, finding.counts, corroboration
     )
@@ -93,7 +113,7 @@ def detect_backdoor(
     *,
     collator,
     num_labels: int,
-    threshold: float = DEFAULT_SHARE_THRESHOLD,
+    threshold: float = DEFAULT_DOMINANCE,
     corroborating_model=None,
     batch_size: int = 64,
 ) -> Verdict:
