@@ -28,7 +28,8 @@ def main(argv=None):
         if process_state().is_main_process:
             result.save(tmp)
     report = result.report()
-    summary = {k: report[k] for k in ("verdict", "label", "share", "dominance", "threshold")} | {"bem": report["exposure"]["bem"]}
+    summary = {k: report[k] for k in ("verdict", "label", "share", "dominance", "threshold")}
+    summary["bem"] = report["exposure"]["bem"]
     if report["strip"]:
         summary["strip_auroc"] = {name: r["auroc"] for name, r in report["strip"].items()}
     if report["neural_cleanse"]:
