@@ -11,6 +11,10 @@ is chosen on an evaluation split; it is only measured.
 
     HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
+    python benchmarks/text_attacks.py --suspect_cache runs/text_suspects --resume    # continue a run cut short
+
+The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
+every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there.
 
 Writes ``benchmarks/results/text_attacks.json`` keyed ``"<dataset>/<attack>"`` (and ``"<dataset>/clean"``).
 """
@@ -45,7 +49,9 @@ PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
 
 @dataclass
 class Setup:
-    """One dataset's budget and handling (sizes chosen so the whole run fits in 90 minutes on 2 CPU cores)."""
+    """One dataset's budget and handling. The issue asked for 90 minutes in all; at ~20 MiniLM samples/s that
+    leaves ~1,000 rows per model with no time to defend, so the sizes favour suspects that learn (SST-2 at 2,000
+    rows collapsed CUL onto the wrong label) and the run is resumable instead."""
 
     folder: str
     target: int
@@ -81,6 +87,11 @@ def parse_args(argv=None):
     p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
     p.add_argument("--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (exploration)")
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the results already in <output>.partial (a run cut short) and run only the missing keys",
+    )
     return p.parse_args(argv)
 
 
@@ -297,14 +308,24 @@ def main(argv=None):
     args = parse_args(argv)
     run = Run(args)
     results: dict = {}
-    wanted = lambda key: args.only is None or key in args.only  # noqa: E731
     partial = args.output + ".partial"
+    if args.resume and os.path.exists(partial):
+        with open(partial) as f:
+            results = json.load(f)
+        print(f"resuming with {sorted(results)} from {partial}", flush=True)
+    wanted = lambda key: (args.only is None or key in args.only) and key not in results  # noqa: E731
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+
+    def checkpoint():  # progress survives a crash or a stop (--resume); the final file is written once, at the end
+        with open(partial, "w") as f:
+            json.dump(results, f, indent=2)
+
     start = time.perf_counter()
     for name in args.datasets:
         if wanted(f"{name}/clean"):
             results[f"{name}/clean"] = run.clean(name)
             print(f"{name}/clean", results[f"{name}/clean"], flush=True)
+            checkpoint()
         if name == "sst2":
             plan = [(a, "all six attacks on SST-2") for a in ATTACKS]
         else:
@@ -316,8 +337,7 @@ def main(argv=None):
             if not wanted(key):
                 continue
             results[key] = run.attack(name, attack_name, why)
-            with open(partial, "w") as f:  # progress survives a crash; the final file is written once, at the end
-                json.dump(results, f, indent=2)
+            checkpoint()
     total = time.perf_counter() - start
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
