@@ -126,7 +126,14 @@ class DefenseConfig:
         default="suspect",
         metadata={"help": "Model the first trigger search ranks and verifies on: 'suspect' or 'exposed' (text)."},
     )
-    search_rounds: int = field(default=3, metadata={"help": "Most search → unlearn rounds of trigger_unlearn."})
+    search_rounds: int = field(default=3, metadata={"help": "Most search → unlearn rounds of text trigger_unlearn."})
+    reversal_rounds: int = field(
+        default=1,
+        metadata={
+            "help": "Most reverse → unlearn rounds of image trigger_unlearn: later rounds reverse again on the "
+            "unlearned model and unlearn that trigger too (lower ASR, lower CA: README, CIFAR-10 benchmark)."
+        },
+    )
     trigger_labels: str = field(
         default="fallback",
         metadata={
@@ -143,7 +150,7 @@ class DefenseConfig:
     )
     trigger_unlearn_blocks: int = field(
         default=4,
-        metadata={"help": "Most unlearning blocks (of `finetune` epochs each) per search round (images: in all)."},
+        metadata={"help": "Most unlearning blocks (of `finetune` epochs each) per search / reversal round."},
     )
     finetune: dict = field(
         default_factory=dict,
@@ -170,8 +177,9 @@ class DefenseConfig:
             raise ValueError(f"removal must be one of {REMOVALS}, got {self.removal!r}")
         if self.search_model not in SEARCH_MODELS:
             raise ValueError(f"search_model must be one of {SEARCH_MODELS}, got {self.search_model!r}")
-        if self.search_rounds < 1:
-            raise ValueError(f"search_rounds must be at least 1, got {self.search_rounds}")
+        for name in ("search_rounds", "reversal_rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.trigger_labels not in TRIGGER_LABELS:
             raise ValueError(f"trigger_labels must be one of {TRIGGER_LABELS}, got {self.trigger_labels!r}")
         if not 0.0 <= self.trigger_residual <= 1.0:
@@ -375,10 +383,11 @@ def run_defense(
             holdout=split["test"],
             residual=config.trigger_residual,
             blocks=config.trigger_unlearn_blocks,
+            rounds=config.reversal_rounds,
             augment=config.augment,
         )
-        seconds["reverse_trigger"] = result.reversal.trigger.seconds
-        seconds["unlearn_trigger"] = time.perf_counter() - start - result.reversal.trigger.seconds
+        seconds["reverse_trigger"] = sum(r["reverse_seconds"] for r in result.reversal.rounds)
+        seconds["unlearn_trigger"] = time.perf_counter() - start - seconds["reverse_trigger"]
     elif removal == "trigger_unlearn":
         # The exposed model's label first. On a binary task the exposure can collapse onto the other label
         # (measured on a MiniLM SST-2 suspect); a verified trigger is then the stronger evidence, so with

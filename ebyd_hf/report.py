@@ -101,13 +101,23 @@ def _reversal_lines(t: dict) -> list[str]:
         f"- the reversed trigger for label **{label}** was unlearned: fine-tuned on the clean defense images plus "
         "copies with it stamped, true labels",
     ]
-    last = (t.get("unlearning_blocks") or [{}])[-1]
+    rounds = t.get("rounds") or [{"blocks": t["unlearning_blocks"]}]
+    last = (rounds[0]["blocks"] or [{}])[-1]
     if last.get("transfer_rate") is not None:
         lines.append(
             f"- afterwards it sends {_pct(last['transfer_rate'])} of {t['held_out_images']} held-out clean non-target "
             f"images to label {label} (suspect: {_pct(t['transfer_rate_before'])}), after "
-            f"{len(t['unlearning_blocks'])} unlearning block(s)"
+            f"{len(rounds[0]['blocks'])} unlearning block(s)"
         )
+    for r in rounds[1:]:
+        if r["blocks"]:
+            lines.append(
+                f"- round {r['round'] + 1}: reversed again on the unlearned model (mask L1 norm "
+                f"{r['mask_l1_norm']:.1f}, moving {_pct(r['transfer_rate_before'])} of the held-out images); "
+                f"unlearned too, down to {_pct(r['blocks'][-1]['transfer_rate'])}"
+            )
+    if t.get("stop_reason"):
+        lines.append(f"- reversal stopped at {t['stop_reason']}")
     return lines
 
 

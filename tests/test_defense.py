@@ -219,6 +219,7 @@ def test_image_data_needs_an_image_processor(tmp_path):
         {"removal": "magic"},
         {"search_model": "oracle"},
         {"search_rounds": 0},
+        {"reversal_rounds": 0},
         {"trigger_residual": 1.5},
         {"trigger_labels": "all"},
         {"trigger_unlearn_blocks": 0},

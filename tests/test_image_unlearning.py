@@ -109,10 +109,18 @@ def test_image_trigger_unlearning_removes_the_backdoor_where_fine_tuning_does_no
     card = card_body(report, suspect="suspect", dataset="colours")
     assert "the reversed trigger for label **0** was unlearned" in card and "Neural Cleanse" in card
     assert "did not reach" not in card
+    assert len(reversal["rounds"]) == 1 and reversal["stop_reason"] is None  # one round by default
     write_report(report, None, str(tmp_path / "out"), trigger=result.reversal.trigger)
     assert {p.name for p in (tmp_path / "out" / "plots").iterdir()} >= {"reversed_trigger_mask.png", "exposure.png"}
     report["reversed_trigger_unlearning"]["reached_threshold"] = False
     assert "**did not reach** the attack-rate threshold" in card_body(report, suspect="suspect", dataset="colours")
+    # later rounds (`reversal_rounds`) and a stop get a line each
+    later = {"round": 1, "mask_l1_norm": 50.0, "transfer_rate_before": 0.9, "blocks": [{"transfer_rate": 0.05}]}
+    reversal["rounds"].append(later)
+    reversal["stop_reason"] = "round 2: no trigger reaching the attack threshold is left to reverse"
+    card = card_body(report, suspect="suspect", dataset="colours")
+    assert "round 2: reversed again on the unlearned model (mask L1 norm 50.0, moving 90.0%" in card
+    assert "down to 5.0%" in card and "reversal stopped at round 2: no trigger" in card
 
     # The baseline with the same budget (the same steps: half the rows, twice the epochs) keeps the backdoor.
     epochs = 2 * config.finetune_args(str(tmp_path), "image").num_train_epochs * len(reversal["unlearning_blocks"])
@@ -130,30 +138,53 @@ def test_image_trigger_unlearning_removes_the_backdoor_where_fine_tuning_does_no
     assert tuned.metrics["purified"]["asr"] > 0.5  # measured: 100%
 
 
-def test_image_unlearning_blocks_stop_at_the_residual(backdoored_resnet, tmp_path):
+def _weak_unlearning(backdoored_resnet, tmp_path, blocks: int):
+    """The fixture's suspect, a fit/held-out split, and unlearning so weak (one tiny step per block) that the
+    trigger keeps working: (model, fit rows, the other arguments of `reverse_and_unlearn`)."""
     data, model, processor = (backdoored_resnet[k] for k in ("data", "model", "processor"))
     split = data["defense"].train_test_split(test_size=0.2, seed=0, stratify_by_column="label")
+    weak = DefenseConfig(finetune={**QUIET, "max_steps": 1, "learning_rate": 1e-4})
     common = {
         "processor": processor,
         "reverse": NeuralCleanseConfig(**FAST_NC),
+        "args": weak.finetune_args(str(tmp_path), "image"),
         "prep": lambda ds, augment=False: prepare(ds, processor, augment=augment),
         "collator": collator_for(processor),
         "holdout": split["test"],
-        "blocks": 2,
+        "blocks": blocks,
     }
-    weak = DefenseConfig(finetune={**QUIET, "max_steps": 1, "learning_rate": 1e-4}).finetune_args(
-        str(tmp_path), "image"
-    )
+    return model, split["train"], common
+
+
+def test_image_unlearning_blocks_stop_at_the_residual(backdoored_resnet, tmp_path):
+    model, fit, common = _weak_unlearning(backdoored_resnet, tmp_path, blocks=2)
     # one tiny step per block leaves the trigger working: every block runs
-    _, stuck = reverse_and_unlearn(model, split["train"], 0, args=weak, residual=0.1, **common)
-    assert [b["block"] for b in stuck.blocks] == [0, 1]
-    assert all(b["transfer_rate"] > 0.1 for b in stuck.blocks)
+    _, stuck = reverse_and_unlearn(model, fit, 0, residual=0.1, **common)
+    blocks = stuck.rounds[0]["blocks"]
+    assert [b["block"] for b in blocks] == [0, 1] and all(b["transfer_rate"] > 0.1 for b in blocks)
+    assert len(stuck.rounds) == 1 and stuck.report()["unlearning_blocks"] == blocks
     # the same, with a residual the first block already meets: it stops there
-    _, done = reverse_and_unlearn(model, split["train"], 0, args=weak, residual=1.0, **common)
-    assert len(done.blocks) == 1 and done.blocks[0]["transfer_rate"] <= 1.0
-    # no held-out rows: one block, nothing measured
-    _, blind = reverse_and_unlearn(model, split["train"], 0, args=weak, **{**common, "holdout": None})
-    assert blind.blocks == [{"block": 0, "transfer_rate": None}] and blind.transfer_before is None
+    _, done = reverse_and_unlearn(model, fit, 0, residual=1.0, **common)
+    assert len(done.rounds[0]["blocks"]) == 1 and done.rounds[0]["blocks"][0]["transfer_rate"] <= 1.0
+    # no held-out rows: one block, nothing measured, and no second round (nothing to decide it on)
+    _, blind = reverse_and_unlearn(model, fit, 0, rounds=3, **{**common, "holdout": None})
+    assert blind.rounds[0]["blocks"] == [{"block": 0, "transfer_rate": None}] and len(blind.rounds) == 1
+    assert blind.report()["transfer_rate_before"] is None
+
+
+def test_image_unlearning_reverses_again_while_a_trigger_is_left(backdoored_resnet, tmp_path):
+    model, fit, common = _weak_unlearning(backdoored_resnet, tmp_path, blocks=1)
+    # a tiny step leaves the backdoor in place: round 2 reverses a trigger that still works and unlearns it too
+    _, again = reverse_and_unlearn(model, fit, 0, residual=0.1, rounds=2, **common)
+    assert len(again.rounds) == len(again.triggers) == 2 and again.stop_reason is None
+    assert again.rounds[1]["reached_threshold"] and again.rounds[1]["transfer_rate_before"] > 0.1
+    assert again.trigger is again.triggers[0] and len(again.report()["unlearning_blocks"]) == 2
+    # a residual every trigger meets: the second reversal is not unlearned, and the report says why
+    _, settled = reverse_and_unlearn(model, fit, 0, residual=1.0, rounds=2, **common)
+    assert len(settled.triggers) == 1 and len(settled.rounds) == 2 and "round 1" in settled.stop_reason
+    assert settled.rounds[1]["blocks"] == []
+    with pytest.raises(ValueError, match="at least 1"):
+        reverse_and_unlearn(model, fit, 0, rounds=0, **common)
 
 
 def test_image_finetune_defaults_and_bad_input():
