@@ -47,6 +47,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (shared with detection.py)"
     )
+    p.add_argument(
+        "--reversal_rounds",
+        type=int,
+        default=None,
+        help="reverse → unlearn rounds of the trigger-unlearning column (default: the recipe's, else the library's)",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "cifar10.json"))
     return p.parse_args(argv)
 
@@ -56,7 +62,9 @@ def _known(cls, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in names and k != "output_dir"}
 
 
-def run_attack(name: str, data_path: str, scratch: str, cache: str | None = None) -> dict:
+def run_attack(
+    name: str, data_path: str, scratch: str, cache: str | None = None, reversal_rounds: int | None = None
+) -> dict:
     recipe = vision_recipe(name)
     train_cfg, poison_cfg = recipe["train"], recipe["poison"]
     target, seed = recipe["target"], recipe["seed"]
@@ -120,7 +128,9 @@ def run_attack(name: str, data_path: str, scratch: str, cache: str | None = None
         suspect,
         processor,
         data["defense"],
-        config=dataclasses.replace(config, removal="trigger_unlearn"),
+        config=dataclasses.replace(
+            config, removal="trigger_unlearn", reversal_rounds=reversal_rounds or config.reversal_rounds
+        ),
         scratch_dir=os.path.join(scratch, "trigger_unlearn"),
         exposure=result.exposure,
     )
@@ -170,7 +180,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     for name in args.attacks:
         with tempfile.TemporaryDirectory(prefix=f"ebyd_cifar10_{name}_") as scratch:
-            out[name] = run_attack(name, args.data, scratch, args.suspect_cache)
+            out[name] = run_attack(name, args.data, scratch, args.suspect_cache, args.reversal_rounds)
         # rewritten after every attack, so a run stopped half-way keeps what it measured
         environment = common_environment(timm=timm.__version__, total_seconds=time.perf_counter() - start)
         for result in out.values():
