@@ -119,12 +119,9 @@ def load_classifier(
     common = dict(trust_remote_code=trust_remote_code, revision=revision)
     kwargs = dict(common, use_safetensors=None if allow_pickle else True)
     if new_head:
-        kwargs.update(
-            num_labels=num_labels,
-            id2label=id2label,
-            label2id=id2label and {v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True,
-        )
+        kwargs.update(num_labels=num_labels, ignore_mismatched_sizes=True)
+        if id2label:  # passing None would override num_labels with nothing (transformers 5)
+            kwargs.update(id2label=id2label, label2id={v: k for k, v in id2label.items()})
     try:
         config = AutoConfig.from_pretrained(source, **common)
         if isinstance(config, TimmWrapperConfig) or source != name_or_path:
