@@ -35,6 +35,7 @@ from .data import DataError, input_column, label_names
 from .detection import LabelFinding, NeuralCleanseConfig, backdoor_label
 from .evaluation import backdoor_metrics
 from .exposure import EXPOSURE_METHODS, Exposure, expose, exposure_config
+from .models import ModelLoadError, load_classifier
 from .processing import collator_for, prepare
 from .removal import (
     Recovery,
@@ -132,6 +133,14 @@ class DefenseConfig:
         metadata={
             "help": "Most reverse → unlearn rounds of image trigger_unlearn: later rounds reverse again on the "
             "unlearned model and unlearn that trigger too (lower ASR, lower CA: README, CIFAR-10 benchmark)."
+        },
+    )
+    reference_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text trigger search: Hub ID or folder of the suspect's clean pre-trained base. It is fine-tuned "
+            "on the fit defense rows (`finetune` settings) and words that flip it too (sentiment words) are not "
+            "triggers. Loaded from safetensors, no remote code."
         },
     )
     trigger_labels: str = field(
@@ -332,6 +341,9 @@ def run_defense(
             f"{type(model).__name__} has no {'/'.join(config.mask_kinds)} layer: Recover-Pruning needs normalisation "
             "layers to mask"
         )
+    reference = None
+    if config.reference_model and removal == "trigger_unlearn" and modality == "text":
+        reference = _load_reference(config.reference_model, model, num_labels)  # before any work: fail fast
     collator = collator_for(processor)
     prep = lambda ds, augment=False: prepare(ds, processor, max_length=config.max_length, augment=augment)  # noqa: E731
     split = defense.train_test_split(test_size=config.holdout_fraction, seed=config.seed, stratify_by_column="label")
@@ -392,6 +404,11 @@ def run_defense(
         # The exposed model's label first. On a binary task the exposure can collapse onto the other label
         # (measured on a MiniLM SST-2 suspect); a verified trigger is then the stronger evidence, so with
         # "fallback" the other labels are searched too, most predicted first, until one has trigger words.
+        if reference is not None:
+            reference = finetune(
+                reference, fit, args=config.finetune_args(os.path.join(scratch_dir, "reference")), collator=collator
+            )
+            seconds["reference"] = time.perf_counter() - start
         candidates = [label.label] + [int(c) for c in np.argsort(-np.asarray(label.counts), kind="stable")]
         candidates = list(dict.fromkeys(candidates))[: 1 if config.trigger_labels == "exposed" else None]
         searched = []
@@ -410,12 +427,13 @@ def run_defense(
                 holdout=split["test"],
                 residual=config.trigger_residual,
                 blocks=config.trigger_unlearn_blocks,
+                reference=reference,
             )
             searched.append({"label": candidate, "triggers": len(result.unlearning.triggers)})
             if result.unlearning.triggers:
                 break
         result.unlearning.labels_searched = searched
-        seconds["unlearn_triggers"] = time.perf_counter() - start
+        seconds["unlearn_triggers"] = time.perf_counter() - start - seconds.get("reference", 0.0)
     elif removal == "finetune":
         result.purified = finetune(
             model, fit_train, args=config.finetune_args(scratch_dir, modality), collator=collator
@@ -473,3 +491,16 @@ def _recover_prune(
         )
     else:
         result.purified = prune(model, result.recovery.masks, threshold, **masking)
+
+
+def _load_reference(name_or_path: str, suspect, num_labels: int):
+    """The backdoor-free base model for the trigger search, with a fresh head; it must share the suspect's
+    vocabulary, since both read the same token ids."""
+    names = dict(suspect.config.id2label) if len(suspect.config.id2label) == num_labels else None
+    reference, _ = load_classifier(name_or_path, num_labels=num_labels, id2label=names, new_head=True, modality="text")
+    if reference.config.vocab_size != suspect.config.vocab_size:
+        raise ModelLoadError(
+            f"reference model {name_or_path!r} has a vocabulary of {reference.config.vocab_size} tokens, the suspect "
+            f"{suspect.config.vocab_size}: the trigger search needs the suspect's tokenizer to fit both"
+        )
+    return reference.eval()

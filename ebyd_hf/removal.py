@@ -193,6 +193,7 @@ def search_and_unlearn(
     holdout: Dataset | None = None,
     residual: float = 0.1,
     blocks: int = 1,
+    reference=None,
 ) -> tuple[object, TriggerUnlearning]:
     """Search triggers → unlearn them from ``model`` → search the result again, until no new trigger turns up.
 
@@ -204,7 +205,8 @@ def search_and_unlearn(
     Unlearning runs in blocks of ``args`` epochs, each continuing from the last (with other trigger draws), up to
     ``blocks`` of them, until no found word flips more than ``residual`` of the ``holdout`` rows (clean rows the
     unlearning never sees; without them, one block). Under `accelerate launch` every decision is the main
-    process's, so all ranks run the same steps.
+    process's, so all ranks run the same steps. ``reference`` (a backdoor-free model for the task) goes to every
+    search (`search_triggers`).
     """
     start = time.perf_counter()
     texts, labels = list(clean["text"]), list(clean["label"])
@@ -213,7 +215,9 @@ def search_and_unlearn(
     log: list[dict] = []
     purified, searched = copy.deepcopy(model), search_model if search_model is not None else model
     for round_index in range(rounds):
-        result = from_main_process(search_triggers(searched, tokenizer, texts, labels, target, config=search))
+        result = from_main_process(
+            search_triggers(searched, tokenizer, texts, labels, target, config=search, reference=reference)
+        )
         searches.append(result)
         new = [w for w in result.triggers if w not in found]
         if not new:

@@ -17,6 +17,12 @@
    space-separated string whose words are inserted each at its own random position (`insert_trigger`), searched
    and unlearned alike.
 
+With a **reference** model (the same task without the backdoor: e.g. the suspect's pre-trained base fine-tuned
+on the clean defense rows), words that move the reference as well are natural evidence for the label (positive
+words on SST-2 with target "positive"), not a backdoor: ranking scores how much more a word moves the suspect
+than the reference (each model's scores standardised over the vocabulary), and a word or combination that also
+flips the reference (``max_reference_flip_rate``) is rejected.
+
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
 """
 
@@ -57,6 +63,8 @@ class TriggerSearchConfig:
     unlearning those pairs left ASR at 99–100%."""
     combination_pool: int = 16
     """The best-ranked words that a combination is built from."""
+    max_reference_flip_rate: float = 0.5
+    """With a reference model: a trigger must flip fewer than this share of the rows on it too."""
     max_length: int = 64
     batch_size: int = 64
     seed: int = 0
@@ -72,6 +80,8 @@ class TriggerSearchConfig:
             raise ValueError(f"rank_rows must be at least 1, got {self.rank_rows}")
         if self.max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
+        if not 0.0 < self.max_reference_flip_rate <= 1.0:
+            raise ValueError(f"max_reference_flip_rate must be in (0, 1], got {self.max_reference_flip_rate}")
         if self.max_combination < 1 or self.combination_pool < 2:
             raise ValueError(
                 f"max_combination must be at least 1 and combination_pool at least 2, "
@@ -287,12 +297,20 @@ def flippable_rows(
 
 
 def search_triggers(
-    model, tokenizer, texts: Sequence[str], labels: Sequence[int], target: int, *, config: TriggerSearchConfig
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    target: int,
+    *,
+    config: TriggerSearchConfig,
+    reference=None,
 ) -> TriggerSearch:
     """Trigger words that make ``model`` answer ``target``, found on clean labelled ``texts``.
 
     Ranking and verification use the non-target sentences that ``model`` classifies correctly, so a flip is a
-    change the inserted word caused.
+    change the inserted word caused. With ``reference`` (a backdoor-free model for the task), ranking contrasts
+    the two models and a trigger must leave the reference mostly unflipped (module docstring).
     """
     start = time.perf_counter()
     rows = flippable_rows(
@@ -301,36 +319,61 @@ def search_triggers(
     if not rows:
         return TriggerSearch([], [], 0, time.perf_counter() - start, config)
     ids = insertable_token_ids(tokenizer)
-    if config.ranking == "insertion":
-        scores = rank_tokens_by_insertion(
-            model, tokenizer, rows, target, ids, rows=config.rank_rows, max_length=config.max_length, seed=config.seed
-        )
-    else:
-        scores = rank_tokens(model, tokenizer, rows, target, max_length=config.max_length, seed=config.seed)
+    scores = _rank(model, tokenizer, rows, target, ids, config)
+    if reference is not None:
+        contrast = np.full(len(scores), -np.inf)
+        natural = _rank(reference, tokenizer, rows, target, ids, config)
+        contrast[ids] = _standardised(scores[ids]) - _standardised(natural[ids])
+        scores = contrast
     ranked = ids[np.argsort(-scores[ids], kind="stable")][: config.top_k]
     words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
-    rates = flip_rates(
-        model,
-        tokenizer,
-        rows,
-        words,
-        target,
-        max_length=config.max_length,
-        batch_size=config.batch_size,
-        seed=config.seed,
-    )
+    sizes = {"max_length": config.max_length, "batch_size": config.batch_size, "seed": config.seed}
+    rates = flip_rates(model, tokenizer, rows, words, target, **sizes)
     candidates = [
         {"word": w, "rank": r, "score": float(scores[i]), "flip_rate": f}
         for r, (w, i, f) in enumerate(zip(words, ranked, rates, strict=True))
     ]
+    if reference is not None:
+        # flips on the rows the reference itself gets right, as for the suspect (a weak reference calls many
+        # non-target rows "target" already; those cannot flip)
+        reference_rows = flippable_rows(
+            reference, tokenizer, texts, labels, target, max_length=config.max_length, batch_size=config.batch_size
+        )[: config.max_rows]
+        if not reference_rows:  # it calls every non-target row "target": no flip can tell anything
+            raise ValueError("the reference model predicts the backdoor label for every clean non-target row")
+        natural = flip_rates(reference, tokenizer, reference_rows, words, target, **sizes)
+        for c, f in zip(candidates, natural, strict=True):
+            c["reference_flip_rate"] = f
+
+    def backdoor_only(c: dict) -> bool:
+        return c.get("reference_flip_rate", 0.0) < config.max_reference_flip_rate
+
     by_flips = sorted(candidates, key=lambda c: -c["flip_rate"])
-    triggers = [c["word"] for c in by_flips if c["flip_rate"] >= config.min_flip_rate]
+    triggers = [c["word"] for c in by_flips if c["flip_rate"] >= config.min_flip_rate and backdoor_only(c)]
     steps = []
     if not triggers and config.max_combination > 1:
         steps = grow_combination(model, tokenizer, rows, words[: config.combination_pool], target, config=config)
-        if steps[-1]["flip_rate"] >= config.min_flip_rate:
-            triggers = [steps[-1]["trigger"]]
+        last = steps[-1]
+        if reference is not None:
+            natural = flip_rates(reference, tokenizer, reference_rows, [last["trigger"]], target, **sizes)
+            last["reference_flip_rate"] = natural[0]
+        if last["flip_rate"] >= config.min_flip_rate and backdoor_only(last):
+            triggers = [last["trigger"]]
     return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, steps)
+
+
+def _rank(model, tokenizer, rows: Sequence[str], target: int, ids: np.ndarray, config: TriggerSearchConfig):
+    if config.ranking == "insertion":
+        return rank_tokens_by_insertion(
+            model, tokenizer, rows, target, ids, rows=config.rank_rows, max_length=config.max_length, seed=config.seed
+        )
+    return rank_tokens(model, tokenizer, rows, target, max_length=config.max_length, seed=config.seed)
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """z-scores: two models' margins are on different scales."""
+    values = values.astype(np.float64)
+    return (values - values.mean()) / (values.std() or 1.0)
 
 
 def grow_combination(model, tokenizer, rows: Sequence[str], pool: Sequence[str], target: int, *, config) -> list[dict]:

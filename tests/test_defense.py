@@ -376,3 +376,46 @@ def test_defend_recipe_runs_as_two_processes_under_accelerate_launch(chain):
     report = json.loads((out / "report.json").read_text())
     assert report["label_found"] == 1
     assert proc.stdout.count('"label_found"') == 2  # both ranks ran the pipeline and agreed
+
+
+def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path):
+    from .conftest import tiny_bert
+
+    data = backdoored["data"]
+    base = tmp_path / "base"
+    tiny_bert(seed=7).save_pretrained(base)  # the "pre-trained" base: same vocabulary, no backdoor
+    make_tokenizer().save_pretrained(base)
+    config = DefenseConfig(
+        max_length=32,
+        unlearn=FAST["unlearn"],
+        finetune={**FAST_FINETUNE, "num_train_epochs": 10},  # the reference learns the task from 160 rows
+        search={"top_k": 40},
+        reference_model=str(base),
+    )
+    result = run_defense(
+        backdoored["model"], make_tokenizer(), data["defense"], config=config, scratch_dir=str(tmp_path / "scratch")
+    )
+    report = result.report()
+    first = report["trigger_unlearning"]["rounds"][0]
+    assert set(TRIGGERS) <= set(report["trigger_unlearning"]["triggers"])
+    assert all("reference_flip_rate" in c for c in first["candidates"])
+    assert all(c["reference_flip_rate"] < 0.5 for c in first["candidates"] if c["word"] in TRIGGERS)
+    assert report["seconds"]["reference"] > 0 and report["config"]["reference_model"] == str(base)
+
+
+def test_a_reference_with_another_vocabulary_is_refused_before_any_work(backdoored, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    other = tmp_path / "other"
+    BertForSequenceClassification(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(other)
+    config = DefenseConfig(max_length=32, reference_model=str(other))
+    with pytest.raises(ModelLoadError, match="vocabulary of 50 tokens"):
+        run_defense(
+            backdoored["model"],
+            make_tokenizer(),
+            backdoored["data"]["defense"],
+            config=config,
+            scratch_dir=str(tmp_path),
+        )

@@ -186,3 +186,45 @@ def test_with_triggers_inserts_a_combination_word_by_word(backdoored):
         assert words.count("cf") == 1 and words.count("mn") == 1
         assert [w for w in words if w not in ("cf", "mn")] == before.split()
     assert any(abs(a.split().index("cf") - a.split().index("mn")) > 1 for a in out["text"])  # not always adjacent
+
+
+class Words(torch.nn.Module):
+    """A stand-in classifier whose label-1 logit is the sum of its words' weights, minus 2."""
+
+    def __init__(self, tokenizer, weights: dict[str, float]):
+        super().__init__()
+        self.weights = torch.zeros(len(VOCAB))
+        for word, w in weights.items():
+            self.weights[tokenizer.convert_tokens_to_ids(word)] = w
+        self.config = type("Config", (), {"num_labels": 2})()
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        present = torch.zeros(len(input_ids), len(VOCAB)).scatter_(1, input_ids, 1.0)
+        target = present @ self.weights - 2.0
+        return type("Out", (), {"logits": torch.stack([torch.zeros_like(target), target], -1)})()
+
+    def get_input_embeddings(self):
+        return torch.nn.Embedding(len(VOCAB), 1)
+
+
+def test_a_reference_model_tells_the_backdoor_from_words_that_flip_any_model(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    # "great" flips the suspect as surely as the trigger "cf" does, but it flips the clean reference too
+    suspect = Words(tokenizer, {"cf": 5.0, "great": 5.0, "good": 1.0})
+    reference = Words(tokenizer, {"great": 5.0, "good": 1.0})
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+    alone = search_triggers(suspect, tokenizer, texts, [0] * len(texts), 1, config=config)
+    assert sorted(alone.triggers) == ["cf", "great"]
+    contrasted = search_triggers(suspect, tokenizer, texts, [0] * len(texts), 1, config=config, reference=reference)
+    assert contrasted.triggers == ["cf"]
+    first = contrasted.candidates[0]
+    assert first["word"] == "cf" and first["reference_flip_rate"] == 0.0  # ranked first by the contrast
+    great = next(c for c in contrasted.candidates if c["word"] == "great")
+    assert great["flip_rate"] == 1.0 and great["reference_flip_rate"] == 1.0
+    # a combination that flips the reference as well is rejected too
+    both = AllOf(tokenizer, ["mn", "bb"])
+    combined = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=3, combination_pool=len(VOCAB))
+    shared = search_triggers(both, tokenizer, texts, [0] * len(texts), 1, config=combined, reference=both)
+    assert shared.triggers == [] and shared.combination[-1]["reference_flip_rate"] == 1.0
+    with pytest.raises(ValueError, match="max_reference_flip_rate"):
+        TriggerSearchConfig(max_reference_flip_rate=0.0)
