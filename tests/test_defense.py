@@ -68,16 +68,21 @@ def test_fixed_threshold_skips_the_search(backdoored, tmp_path):
     assert result.threshold is None and result.prune_threshold == 0.5 and result.metrics == {}
 
 
-def test_defense_refuses_models_it_cannot_mask_before_any_work(backdoored, tmp_path):
-    config = DefenseConfig(mask_kinds=["batchnorm"], removal="recover_prune")
-    with pytest.raises(MaskError, match="no batchnorm layer"):
-        run_defense(
-            backdoored["model"],
-            make_tokenizer(),
-            backdoored["data"]["defense"],
-            config=config,
-            scratch_dir=str(tmp_path),
-        )
+def test_defense_refuses_what_it_cannot_use_before_any_work(backdoored, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    other = tmp_path / "other"  # a base model with another vocabulary than the suspect's
+    BertForSequenceClassification(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(other)
+    refused = [
+        (DefenseConfig(mask_kinds=["batchnorm"], removal="recover_prune"), MaskError, "no batchnorm layer"),
+        (DefenseConfig(max_length=32, reference_model=str(other)), ModelLoadError, "vocabulary of 50 tokens"),
+    ]
+    defense = backdoored["data"]["defense"]
+    for config, error, match in refused:
+        with pytest.raises(error, match=match):
+            run_defense(backdoored["model"], make_tokenizer(), defense, config=config, scratch_dir=str(tmp_path))
 
 
 def test_trigger_unlearning_is_the_text_default_and_removes_the_backdoor(backdoored, tmp_path):
@@ -401,21 +406,3 @@ def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path):
     assert all("reference_flip_rate" in c for c in first["candidates"])
     assert all(c["reference_flip_rate"] < 0.5 for c in first["candidates"] if c["word"] in TRIGGERS)
     assert report["seconds"]["reference"] > 0 and report["config"]["reference_model"] == str(base)
-
-
-def test_a_reference_with_another_vocabulary_is_refused_before_any_work(backdoored, tmp_path):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    other = tmp_path / "other"
-    BertForSequenceClassification(
-        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    ).save_pretrained(other)
-    config = DefenseConfig(max_length=32, reference_model=str(other))
-    with pytest.raises(ModelLoadError, match="vocabulary of 50 tokens"):
-        run_defense(
-            backdoored["model"],
-            make_tokenizer(),
-            backdoored["data"]["defense"],
-            config=config,
-            scratch_dir=str(tmp_path),
-        )
