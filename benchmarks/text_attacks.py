@@ -86,6 +86,13 @@ def parse_args(argv=None):
     p.add_argument("--unlearn_epochs", type=float, default=20)
     p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
     p.add_argument("--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (exploration)")
+    p.add_argument(
+        "--reference",
+        choices=("none", "base"),
+        default="none",
+        help="'base': the trigger search contrasts the suspect with the clean base model fine-tuned on the defense "
+        "rows (DefenseConfig.reference_model)",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
     p.add_argument(
         "--resume",
@@ -146,7 +153,8 @@ class Run:
         if not self.args.suspect_cache:
             return None
         args = self.args
-        settings = [asdict(SETUPS[name]), self.model_path, args.poison_rate, args.defense_size, args.seed]
+        # the model by name, not by path: the pip-shipped MiniLM's path differs between virtual environments
+        settings = [asdict(SETUPS[name]), args.model or MINILM, args.poison_rate, args.defense_size, args.seed]
         settings += [args.train_epochs, args.learning_rate, data["train"].num_rows]
         key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return os.path.join(args.suspect_cache, f"{name}_{attack_name or 'clean'}_{key}")
@@ -222,6 +230,7 @@ class Run:
             seed=args.seed,
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
             finetune={"disable_tqdm": True},
+            reference_model=str(self.model_path) if args.reference == "base" else None,
         )
         scratch = os.path.join(self.scratch, f"defense_{name}_{attack_name}")
         result = run_defense(
