@@ -87,6 +87,9 @@ def parse_args(argv=None):
     p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
     p.add_argument("--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (exploration)")
     p.add_argument(
+        "--max_combination", type=int, default=None, help="search.max_combination of the text defense (default: 1)"
+    )
+    p.add_argument(
         "--reference",
         choices=("none", "base"),
         default="none",
@@ -231,6 +234,7 @@ class Run:
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
             finetune={"disable_tqdm": True},
             reference_model=str(self.model_path) if args.reference == "base" else None,
+            search={"max_combination": args.max_combination} if args.max_combination else {},
         )
         scratch = os.path.join(self.scratch, f"defense_{name}_{attack_name}")
         result = run_defense(
