@@ -101,7 +101,7 @@ def _reversal_lines(t: dict) -> list[str]:
         f"- the reversed trigger for label **{label}** was unlearned: fine-tuned on the clean defense images plus "
         "copies with it stamped, true labels",
     ]
-    rounds = t.get("rounds") or [{"blocks": t["unlearning_blocks"]}]
+    rounds = t["rounds"]
     last = (rounds[0]["blocks"] or [{}])[-1]
     if last.get("transfer_rate") is not None:
         lines.append(
@@ -116,7 +116,7 @@ def _reversal_lines(t: dict) -> list[str]:
                 f"{r['mask_l1_norm']:.1f}, moving {_pct(r['transfer_rate_before'])} of the held-out images); "
                 f"unlearned too, down to {_pct(r['blocks'][-1]['transfer_rate'])}"
             )
-    if t.get("stop_reason"):
+    if t["stop_reason"]:
         lines.append(f"- reversal stopped at {t['stop_reason']}")
     return lines
 

@@ -313,22 +313,25 @@ def search_triggers(
     the two models and a trigger must leave the reference mostly unflipped (module docstring).
     """
     start = time.perf_counter()
-    rows = flippable_rows(
-        model, tokenizer, texts, labels, target, max_length=config.max_length, batch_size=config.batch_size
-    )[: config.max_rows]
+    sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
+
+    def correct_rows(m) -> list[str]:
+        return flippable_rows(m, tokenizer, texts, labels, target, **sizes)[: config.max_rows]
+
+    rows = correct_rows(model)
     if not rows:
         return TriggerSearch([], [], 0, time.perf_counter() - start, config)
     ids = insertable_token_ids(tokenizer)
     scores = _rank(model, tokenizer, rows, target, ids, config)
     if reference is not None:
         contrast = np.full(len(scores), -np.inf)
-        natural = _rank(reference, tokenizer, rows, target, ids, config)
-        contrast[ids] = _standardised(scores[ids]) - _standardised(natural[ids])
+        reference_scores = _rank(reference, tokenizer, rows, target, ids, config)
+        contrast[ids] = _standardised(scores[ids]) - _standardised(reference_scores[ids])
         scores = contrast
     ranked = ids[np.argsort(-scores[ids], kind="stable")][: config.top_k]
     words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
-    sizes = {"max_length": config.max_length, "batch_size": config.batch_size, "seed": config.seed}
-    rates = flip_rates(model, tokenizer, rows, words, target, **sizes)
+    draws = {**sizes, "seed": config.seed}
+    rates = flip_rates(model, tokenizer, rows, words, target, **draws)
     candidates = [
         {"word": w, "rank": r, "score": float(scores[i]), "flip_rate": f}
         for r, (w, i, f) in enumerate(zip(words, ranked, rates, strict=True))
@@ -336,12 +339,10 @@ def search_triggers(
     if reference is not None:
         # flips on the rows the reference itself gets right, as for the suspect (a weak reference calls many
         # non-target rows "target" already; those cannot flip)
-        reference_rows = flippable_rows(
-            reference, tokenizer, texts, labels, target, max_length=config.max_length, batch_size=config.batch_size
-        )[: config.max_rows]
+        reference_rows = correct_rows(reference)
         if not reference_rows:  # it calls every non-target row "target": no flip can tell anything
             raise ValueError("the reference model predicts the backdoor label for every clean non-target row")
-        natural = flip_rates(reference, tokenizer, reference_rows, words, target, **sizes)
+        natural = flip_rates(reference, tokenizer, reference_rows, words, target, **draws)
         for c, f in zip(candidates, natural, strict=True):
             c["reference_flip_rate"] = f
 
@@ -355,7 +356,7 @@ def search_triggers(
         steps = grow_combination(model, tokenizer, rows, words[: config.combination_pool], target, config=config)
         last = steps[-1]
         if reference is not None:
-            natural = flip_rates(reference, tokenizer, reference_rows, [last["trigger"]], target, **sizes)
+            natural = flip_rates(reference, tokenizer, reference_rows, [last["trigger"]], target, **draws)
             last["reference_flip_rate"] = natural[0]
         if last["flip_rate"] >= config.min_flip_rate and backdoor_only(last):
             triggers = [last["trigger"]]
