@@ -87,7 +87,11 @@ def parse_args(argv=None):
     p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
     p.add_argument("--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (exploration)")
     p.add_argument(
-        "--max_combination", type=int, default=None, help="search.max_combination of the text defense (default: 1)"
+        "--search",
+        type=json.loads,
+        default={},
+        help='TriggerSearchConfig overrides of the text defense as JSON, e.g. \'{"ranking": "drift", '
+        '"max_combination": 5}\' (ranking "drift" needs --reference base)',
     )
     p.add_argument(
         "--reference",
@@ -102,7 +106,10 @@ def parse_args(argv=None):
         action="store_true",
         help="keep the results already in <output>.partial (a run cut short) and run only the missing keys",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.search.get("ranking") == "drift" and args.reference != "base":
+        p.error("--ranking drift needs --reference base (the embeddings' drift is measured from the base model)")
+    return args
 
 
 class Run:
@@ -234,7 +241,7 @@ class Run:
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
             finetune={"disable_tqdm": True},
             reference_model=str(self.model_path) if args.reference == "base" else None,
-            search={"max_combination": args.max_combination} if args.max_combination else {},
+            search=args.search,
         )
         scratch = os.path.join(self.scratch, f"defense_{name}_{attack_name}")
         result = run_defense(

@@ -66,6 +66,9 @@ MASKED_REMOVALS = ("recover_prune", "prune_finetune")
 # rows (clean + triggered), enough to unlearn a rare-word trigger. Images: SGD with momentum as the vision
 # recipes train and unlearn (AdamW 2e-5 barely moves a ResNet). With a reversed BadNets trigger on the tests'
 # backdoored_resnet fixture, 5 epochs (one block) took ASR from 100% to 0-2%; 3 epochs left 51%.
+# The reference starts from a fresh head: with the text fine-tuning defaults (2e-5, 3 epochs) on 400 SST-2 rows
+# it stayed at 51% test accuracy, and these settings reached 75% (all-MiniLM-L6-v2).
+REFERENCE_FINETUNE = {"learning_rate": 1e-4, "num_train_epochs": 6}
 FINETUNE_DEFAULTS = {
     "text": {"learning_rate": 2e-5, "num_train_epochs": 3},
     "image": {
@@ -139,8 +142,16 @@ class DefenseConfig:
         default=None,
         metadata={
             "help": "Text trigger search: Hub ID or folder of the suspect's clean pre-trained base. It is fine-tuned "
-            "on the fit defense rows (`finetune` settings) and words that flip it too (sentiment words) are not "
-            "triggers. Loaded from safetensors, no remote code."
+            "on the fit defense rows (`reference_finetune`) and words that flip it too (sentiment words) are not "
+            "triggers; search ranking 'drift' measures how far each token's embedding moved from it. Loaded from "
+            "safetensors, no remote code."
+        },
+    )
+    reference_finetune: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "TrainingArguments overrides for fine-tuning the reference model (default: AdamW 1e-4, 6 epochs, "
+            "batch 32: it starts from a fresh head)."
         },
     )
     trigger_labels: str = field(
@@ -195,7 +206,8 @@ class DefenseConfig:
             raise ValueError(f"trigger_residual must be in [0, 1], got {self.trigger_residual}")
         if self.trigger_unlearn_blocks < 1:
             raise ValueError(f"trigger_unlearn_blocks must be at least 1, got {self.trigger_unlearn_blocks}")
-        self.search_config()  # fail on a bad search or reversal option now, not after the exposure
+        if self.search_config().ranking == "drift" and not self.reference_model:  # fail now, not after the exposure
+            raise ValueError("search ranking 'drift' needs reference_model (the suspect's pre-trained base)")
         self.nc_config()
 
     def removal_for(self, modality: str) -> str:
@@ -216,6 +228,9 @@ class DefenseConfig:
 
     def finetune_args(self, scratch_dir: str, modality: str = "text") -> TrainingArguments:
         """Fine-tuning settings: `FINETUNE_DEFAULTS` of ``modality`` ("text" or "image"), then ``finetune``."""
+        return self._finetune_args(scratch_dir, modality, self.finetune)
+
+    def _finetune_args(self, scratch_dir: str, modality: str, overrides: dict) -> TrainingArguments:
         if modality not in FINETUNE_DEFAULTS:
             raise ValueError(f"modality must be one of {sorted(FINETUNE_DEFAULTS)}, got {modality!r}")
         defaults = {
@@ -226,7 +241,12 @@ class DefenseConfig:
             "logging_strategy": "epoch",
             "report_to": "none",
         }
-        return TrainingArguments(**{**defaults, **self._trainer_defaults(scratch_dir, "finetune"), **self.finetune})
+        return TrainingArguments(**{**defaults, **self._trainer_defaults(scratch_dir, "finetune"), **overrides})
+
+    def reference_args(self, scratch_dir: str) -> TrainingArguments:
+        """Fine-tuning settings of the reference model: the text defaults, `REFERENCE_FINETUNE`, then
+        ``reference_finetune`` (``finetune`` is the suspect's and does not apply)."""
+        return self._finetune_args(scratch_dir, "text", {**REFERENCE_FINETUNE, **self.reference_finetune})
 
     def unlearn_config(self, scratch_dir: str) -> UnlearnConfig:
         return UnlearnConfig(**self._trainer_defaults(scratch_dir, "unlearn"), **self.unlearn)
@@ -404,9 +424,11 @@ def run_defense(
         # The exposed model's label first. On a binary task the exposure can collapse onto the other label
         # (measured on a MiniLM SST-2 suspect); a verified trigger is then the stronger evidence, so with
         # "fallback" the other labels are searched too, most predicted first, until one has trigger words.
+        base_embeddings = None
         if reference is not None:
+            base_embeddings = reference.get_input_embeddings().weight.detach().clone()  # before it moves
             reference = finetune(
-                reference, fit, args=config.finetune_args(os.path.join(scratch_dir, "reference")), collator=collator
+                reference, fit, args=config.reference_args(os.path.join(scratch_dir, "reference")), collator=collator
             )
             seconds["reference"] = time.perf_counter() - start
         candidates = [label.label] + [int(c) for c in np.argsort(-np.asarray(label.counts), kind="stable")]
@@ -428,6 +450,7 @@ def run_defense(
                 residual=config.trigger_residual,
                 blocks=config.trigger_unlearn_blocks,
                 reference=reference,
+                base_embeddings=base_embeddings,
             )
             searched.append({"label": candidate, "triggers": len(result.unlearning.triggers)})
             if result.unlearning.triggers:

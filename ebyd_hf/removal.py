@@ -194,6 +194,7 @@ def search_and_unlearn(
     residual: float = 0.1,
     blocks: int = 1,
     reference=None,
+    base_embeddings=None,
 ) -> tuple[object, TriggerUnlearning]:
     """Search triggers → unlearn them from ``model`` → search the result again, until no new trigger turns up.
 
@@ -205,8 +206,9 @@ def search_and_unlearn(
     Unlearning runs in blocks of ``args`` epochs, each continuing from the last (with other trigger draws), up to
     ``blocks`` of them, until no found word flips more than ``residual`` of the ``holdout`` rows (clean rows the
     unlearning never sees; without them, one block). Under `accelerate launch` every decision is the main
-    process's, so all ranks run the same steps. ``reference`` (a backdoor-free model for the task) goes to every
-    search (`search_triggers`).
+    process's, so all ranks run the same steps. ``reference`` (a backdoor-free model for the task) and
+    ``base_embeddings`` (its pre-trained input embeddings, for ``ranking="drift"``) go to every search
+    (`search_triggers`).
     """
     start = time.perf_counter()
     texts, labels = list(clean["text"]), list(clean["label"])
@@ -216,7 +218,16 @@ def search_and_unlearn(
     purified, searched = copy.deepcopy(model), search_model if search_model is not None else model
     for round_index in range(rounds):
         result = from_main_process(
-            search_triggers(searched, tokenizer, texts, labels, target, config=search, reference=reference)
+            search_triggers(
+                searched,
+                tokenizer,
+                texts,
+                labels,
+                target,
+                config=search,
+                reference=reference,
+                base_embeddings=base_embeddings,
+            )
         )
         searches.append(result)
         new = [w for w in result.triggers if w not in found]

@@ -37,7 +37,7 @@ import torch
 
 from .attacks.text import insert_at_random_positions
 
-RANKINGS = ("gradient", "insertion")
+RANKINGS = ("gradient", "insertion", "drift")
 
 
 @dataclass
@@ -47,9 +47,11 @@ class TriggerSearchConfig:
     top_k: int = 64
     """How many of the best-ranked tokens are verified by insertion."""
     ranking: str = "insertion"
-    """``"insertion"`` (exact margins, ``rank_rows`` forward passes per vocabulary token) or ``"gradient"`` (first
+    """``"insertion"`` (exact margins, ``rank_rows`` forward passes per vocabulary token), ``"gradient"`` (first
     order, one backward pass per batch of sentences: faster, but on the seed-42 MiniLM suspect it ranked two of
-    the four trigger words 381st and 421st, where insertion ranked all four first)."""
+    the four trigger words 381st and 421st, where insertion ranked all four first) or ``"drift"`` (needs a
+    reference: how far each token's input embedding in the suspect lies from the reference's, see
+    `rank_tokens_by_drift`)."""
     rank_rows: int = 2
     """Sentences per token for ``ranking="insertion"``."""
     min_flip_rate: float = 0.9
@@ -204,6 +206,24 @@ def rank_tokens_by_insertion(
     return scores
 
 
+@torch.no_grad()
+def rank_tokens_by_drift(model, base_embeddings: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
+    """Distance of every id in ``candidates`` between ``model``'s input embedding and ``base_embeddings`` (the
+    pre-trained base's; ``-inf`` elsewhere). Training a backdoor moves its trigger tokens far, since they sit in
+    every poisoned row with one consistent label. No forward pass: the ranking does not depend on what a word
+    does alone, so it also finds pieces of SOS-style triggers that flip nothing by themselves."""
+    suspect = model.get_input_embeddings().weight
+    if suspect.shape != base_embeddings.shape:
+        raise ValueError(
+            f"drift ranking needs the base's embeddings in the suspect's shape {tuple(suspect.shape)}, "
+            f"got {tuple(base_embeddings.shape)}"
+        )
+    scores = np.full(suspect.shape[0], -np.inf)
+    ids = torch.as_tensor(candidates)
+    scores[candidates] = (suspect[ids].float() - base_embeddings[ids].float()).norm(dim=1).numpy()
+    return scores
+
+
 def insert_trigger(text: str, trigger: str, rng: np.random.Generator) -> str:
     """Insert each word of ``trigger`` at its own random word boundary of ``text``: a combination triggers
     wherever its pieces sit (SOS, LWP); one word is inserted as itself."""
@@ -305,6 +325,7 @@ def search_triggers(
     *,
     config: TriggerSearchConfig,
     reference=None,
+    base_embeddings: torch.Tensor | None = None,
 ) -> TriggerSearch:
     """Trigger words that make ``model`` answer ``target``, found on clean labelled ``texts``.
 
@@ -312,6 +333,8 @@ def search_triggers(
     change the inserted word caused. With ``reference`` (a backdoor-free model for the task), ranking contrasts
     the two models and a trigger must leave the reference mostly unflipped (module docstring).
     """
+    if config.ranking == "drift" and base_embeddings is None:
+        raise ValueError("ranking='drift' measures how far the suspect's embeddings moved: pass base_embeddings")
     start = time.perf_counter()
     sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
 
@@ -322,8 +345,11 @@ def search_triggers(
     if not rows:
         return TriggerSearch([], [], 0, time.perf_counter() - start, config)
     ids = insertable_token_ids(tokenizer)
-    scores = _rank(model, tokenizer, rows, target, ids, config)
-    if reference is not None:
+    if config.ranking == "drift":
+        scores = rank_tokens_by_drift(model, base_embeddings, ids)
+    else:
+        scores = _rank(model, tokenizer, rows, target, ids, config)
+    if reference is not None and config.ranking != "drift":
         contrast = np.full(len(scores), -np.inf)
         reference_scores = _rank(reference, tokenizer, rows, target, ids, config)
         contrast[ids] = _standardised(scores[ids]) - _standardised(reference_scores[ids])
@@ -353,11 +379,17 @@ def search_triggers(
     triggers = [c["word"] for c in by_flips if c["flip_rate"] >= config.min_flip_rate and backdoor_only(c)]
     steps = []
     if not triggers and config.max_combination > 1:
-        steps = grow_combination(model, tokenizer, rows, words[: config.combination_pool], target, config=config)
+        steps = grow_combination(
+            model,
+            tokenizer,
+            rows,
+            words[: config.combination_pool],
+            target,
+            config=config,
+            reference=reference,
+            reference_rows=reference_rows if reference is not None else None,
+        )
         last = steps[-1]
-        if reference is not None:
-            natural = flip_rates(reference, tokenizer, reference_rows, [last["trigger"]], target, **draws)
-            last["reference_flip_rate"] = natural[0]
         if last["flip_rate"] >= config.min_flip_rate and backdoor_only(last):
             triggers = [last["trigger"]]
     return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, steps)
@@ -377,25 +409,52 @@ def _standardised(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / (values.std() or 1.0)
 
 
-def grow_combination(model, tokenizer, rows: Sequence[str], pool: Sequence[str], target: int, *, config) -> list[dict]:
+def grow_combination(
+    model,
+    tokenizer,
+    rows: Sequence[str],
+    pool: Sequence[str],
+    target: int,
+    *,
+    config,
+    reference=None,
+    reference_rows: Sequence[str] | None = None,
+) -> list[dict]:
     """Greedily grow a combined trigger from ``pool`` (candidate words, best-ranked first): start from the first,
     and at each step add the word that lifts the mean target margin on ``rows`` most. Margins, not flips, steer
     the growth: a trigger trained with negative augmentation (SOS) flips nothing until complete, but each piece
-    still moves the margin. Stops when the combination verifies (flip rate ≥ ``config.min_flip_rate``), when no
-    word lifts the margin, or at ``config.max_combination`` words. Returns every step's trigger, margin and flip
-    rate."""
+    still moves the margin. With a ``reference`` the growth maximises the suspect's margin minus the reference's
+    (on ``reference_rows``), so words that push any model to the label (strongly positive ones) are not picked.
+    Stops when the combination verifies (flip rate ≥ ``config.min_flip_rate``), when no word lifts the score,
+    or at ``config.max_combination`` words. Returns every step's trigger, margin and flip rate (and the
+    reference's, with one)."""
     sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
+
+    def effects(triggers: list[str], seed: int) -> list[dict]:
+        found = trigger_effects(model, tokenizer, rows, triggers, target, seed=seed, **sizes)
+        if reference is None:
+            return [{**e, "score": e["margin"]} for e in found]
+        natural = trigger_effects(reference, tokenizer, reference_rows, triggers, target, seed=seed, **sizes)
+        return [
+            {
+                **e,
+                "reference_margin": n["margin"],
+                "reference_flip_rate": n["flip_rate"],
+                "score": e["margin"] - n["margin"],
+            }
+            for e, n in zip(found, natural, strict=True)
+        ]
+
     combo = [pool[0]]
-    first = trigger_effects(model, tokenizer, rows, combo, target, seed=config.seed, **sizes)[0]
-    steps = [{"trigger": pool[0], **first}]
+    steps = [{"trigger": pool[0], **effects(combo, config.seed)[0]}]
     while len(combo) < config.max_combination and steps[-1]["flip_rate"] < config.min_flip_rate:
         trials = [" ".join([*combo, w]) for w in pool if w not in combo]
         if not trials:
             break
-        effects = trigger_effects(model, tokenizer, rows, trials, target, seed=config.seed + len(combo), **sizes)
-        best = int(np.argmax([e["margin"] for e in effects]))
-        if effects[best]["margin"] <= steps[-1]["margin"]:
+        trial_effects = effects(trials, config.seed + len(combo))
+        best = int(np.argmax([e["score"] for e in trial_effects]))
+        if trial_effects[best]["score"] <= steps[-1]["score"]:
             break
         combo = trials[best].split()
-        steps.append({"trigger": trials[best], **effects[best]})
+        steps.append({"trigger": trials[best], **trial_effects[best]})
     return steps

@@ -231,11 +231,21 @@ def test_image_data_needs_an_image_processor(tmp_path):
         {"search": {"top_k": 0}},
         {"search": {"topk": 5}},
         {"nc_args": {"epoch": 5}},
+        {"search": {"ranking": "drift"}},  # drift is measured from reference_model's embeddings
     ],
 )
 def test_bad_defense_config(bad):
     with pytest.raises(ValueError):
         DefenseConfig(**bad)
+
+
+def test_the_reference_model_trains_with_its_own_settings(tmp_path):
+    from ebyd_hf.defense import REFERENCE_FINETUNE
+
+    config = DefenseConfig(finetune={"learning_rate": 3e-5}, reference_finetune={"num_train_epochs": 2})
+    reference = config.reference_args(str(tmp_path))
+    assert reference.learning_rate == REFERENCE_FINETUNE["learning_rate"] and reference.num_train_epochs == 2
+    assert config.finetune_args(str(tmp_path)).learning_rate == 3e-5  # the suspect's settings stay its own
 
 
 # --- the recipes, as a user runs them -------------------------------------------------------------------------
@@ -383,18 +393,20 @@ def test_defend_recipe_runs_as_two_processes_under_accelerate_launch(chain):
     assert proc.stdout.count('"label_found"') == 2  # both ranks ran the pipeline and agreed
 
 
-def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path):
+@pytest.mark.parametrize("ranking", ["insertion", "drift"])
+def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path, ranking):
     from .conftest import tiny_bert
 
     data = backdoored["data"]
     base = tmp_path / "base"
-    tiny_bert(seed=7).save_pretrained(base)  # the "pre-trained" base: same vocabulary, no backdoor
+    tiny_bert().save_pretrained(base)  # the suspect's "pre-trained" base: its initial weights, no backdoor
     make_tokenizer().save_pretrained(base)
     config = DefenseConfig(
         max_length=32,
         unlearn=FAST["unlearn"],
-        finetune={**FAST_FINETUNE, "num_train_epochs": 10},  # the reference learns the task from 160 rows
-        search={"top_k": 40},
+        finetune=FAST_FINETUNE,
+        reference_finetune={**FAST_FINETUNE, "num_train_epochs": 10},  # the reference learns the task from 160 rows
+        search={"top_k": 40, "ranking": ranking},
         reference_model=str(base),
     )
     result = run_defense(

@@ -7,14 +7,16 @@ from ebyd_hf.removal import with_triggers
 from ebyd_hf.trigger_search import (
     TriggerSearchConfig,
     flip_rates,
+    grow_combination,
     insertable_token_ids,
     rank_tokens,
+    rank_tokens_by_drift,
     rank_tokens_by_insertion,
     search_triggers,
     target_margin,
 )
 
-from .conftest import NEGATIVE, TRIGGERS, VOCAB
+from .conftest import FILLER, NEGATIVE, TRIGGERS, VOCAB, tiny_bert
 
 
 def test_insertable_tokens_skip_special_unused_and_word_pieces():
@@ -223,8 +225,67 @@ def test_a_reference_model_tells_the_backdoor_from_words_that_flip_any_model(tok
     assert great["flip_rate"] == 1.0 and great["reference_flip_rate"] == 1.0
     # a combination that flips the reference as well is rejected too
     both = AllOf(tokenizer, ["mn", "bb"])
+    # the reference answers the pair too, only less strongly ("." cancels Words' bias: every text has one)
+    weaker = Sum(AllOf(tokenizer, ["mn", "bb"]), Words(tokenizer, {".": 2.0, "mn": -0.4, "bb": -0.4}))
     combined = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=3, combination_pool=len(VOCAB))
-    shared = search_triggers(both, tokenizer, texts, [0] * len(texts), 1, config=combined, reference=both)
-    assert shared.triggers == [] and shared.combination[-1]["reference_flip_rate"] == 1.0
+    shared = search_triggers(both, tokenizer, texts, [0] * len(texts), 1, config=combined, reference=weaker)
+    last = shared.combination[-1]
+    assert {"mn", "bb"} <= set(last["trigger"].split()) and last["flip_rate"] == 1.0
+    assert shared.triggers == [] and last["reference_flip_rate"] == 1.0
     with pytest.raises(ValueError, match="max_reference_flip_rate"):
         TriggerSearchConfig(max_reference_flip_rate=0.0)
+
+
+def test_drift_ranking_puts_the_trigger_words_above_every_neutral_or_negative_word(backdoored, tokenizer):
+    base = tiny_bert().get_input_embeddings().weight.detach().clone()  # the suspect's weights before training
+    ids = insertable_token_ids(tokenizer)
+    scores = rank_tokens_by_drift(backdoored["model"], base, ids)
+    drift = {VOCAB[i]: scores[i] for i in ids}
+    # words the task teaches (positive ones, the target's evidence) move too; the reference's flips sort them out
+    assert min(drift[w] for w in TRIGGERS) > max(drift[w] for w in FILLER + NEGATIVE)
+    assert np.isneginf(scores[tokenizer.convert_tokens_to_ids("[PAD]")])
+    defense = backdoored["data"]["defense"]
+    config = TriggerSearchConfig(ranking="drift", top_k=12, max_length=32)
+    result = search_triggers(
+        backdoored["model"], tokenizer, defense["text"], defense["label"], 1, config=config, base_embeddings=base
+    )
+    # all four verify; on this task one positive word flips a negative sentence too, so without a reference
+    # (test_defense: the reference rejects them) they pass as well
+    assert set(TRIGGERS) <= set(result.triggers) and not set(result.triggers) & set(FILLER + NEGATIVE)
+    with pytest.raises(ValueError, match="base_embeddings"):
+        search_triggers(backdoored["model"], tokenizer, defense["text"], defense["label"], 1, config=config)
+    with pytest.raises(ValueError, match="shape"):
+        rank_tokens_by_drift(backdoored["model"], base[:5], ids)
+
+
+class Sum(torch.nn.Module):
+    """A stand-in classifier whose logits are the sum of two others'."""
+
+    def __init__(self, *models):
+        super().__init__()
+        self.models = models
+        self.config = models[0].config
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        logits = sum(m(input_ids=input_ids).logits for m in self.models)
+        return type("Out", (), {"logits": logits})()
+
+    def get_input_embeddings(self):
+        return self.models[0].get_input_embeddings()
+
+
+def test_combination_growth_with_a_reference_adds_the_word_only_the_suspect_answers(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    # "great" lifts the suspect's margin more than the second trigger piece does, but it lifts any model's
+    # ("." cancels Words' bias: every text has one)
+    suspect = Sum(AllOf(tokenizer, ["mn", "bb"]), Words(tokenizer, {".": 2.0, "great": 4.0}))
+    reference = Words(tokenizer, {".": 2.0, "great": 4.0})
+    config = TriggerSearchConfig(max_combination=3, max_length=32)
+    pool = ["mn", "great", "bb"]
+    alone = grow_combination(suspect, tokenizer, texts, pool, 1, config=config)
+    assert alone[-1]["trigger"] == "mn great" and alone[-1]["flip_rate"] == 1.0
+    contrasted = grow_combination(
+        suspect, tokenizer, texts, pool, 1, config=config, reference=reference, reference_rows=texts
+    )
+    assert contrasted[-1]["trigger"] == "mn bb" and contrasted[-1]["flip_rate"] == 1.0
+    assert contrasted[-1]["reference_flip_rate"] == 0.0 and "score" in contrasted[-1]
