@@ -21,7 +21,9 @@ With a **reference** model (the same task without the backdoor: e.g. the suspect
 on the clean defense rows), words that move the reference as well are natural evidence for the label (positive
 words on SST-2 with target "positive"), not a backdoor: ranking scores how much more a word moves the suspect
 than the reference (each model's scores standardised over the vocabulary), and a word or combination that also
-flips the reference (``max_reference_flip_rate``) is rejected.
+flips the reference (``max_reference_flip_rate``) is rejected, and a combination grows by the word that lifts the
+suspect's margin more than the reference's. With the reference's pre-trained embeddings, ``ranking="drift"``
+ranks tokens by how far training moved their embeddings in the suspect (`rank_tokens_by_drift`).
 
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
 """
@@ -49,9 +51,9 @@ class TriggerSearchConfig:
     ranking: str = "insertion"
     """``"insertion"`` (exact margins, ``rank_rows`` forward passes per vocabulary token), ``"gradient"`` (first
     order, one backward pass per batch of sentences: faster, but on the seed-42 MiniLM suspect it ranked two of
-    the four trigger words 381st and 421st, where insertion ranked all four first) or ``"drift"`` (needs a
-    reference: how far each token's input embedding in the suspect lies from the reference's, see
-    `rank_tokens_by_drift`)."""
+    the four trigger words 381st and 421st, where insertion ranked all four first) or ``"drift"`` (how far each
+    token's input embedding in the suspect lies from the pre-trained base's: `rank_tokens_by_drift`; needs the
+    base's embeddings)."""
     rank_rows: int = 2
     """Sentences per token for ``ranking="insertion"``."""
     min_flip_rate: float = 0.9
@@ -358,6 +360,7 @@ def search_triggers(
     words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
     draws = {**sizes, "seed": config.seed}
     rates = flip_rates(model, tokenizer, rows, words, target, **draws)
+    reference_rows = None
     candidates = [
         {"word": w, "rank": r, "score": float(scores[i]), "flip_rate": f}
         for r, (w, i, f) in enumerate(zip(words, ranked, rates, strict=True))
@@ -387,7 +390,7 @@ def search_triggers(
             target,
             config=config,
             reference=reference,
-            reference_rows=reference_rows if reference is not None else None,
+            reference_rows=reference_rows,
         )
         last = steps[-1]
         if last["flip_rate"] >= config.min_flip_rate and backdoor_only(last):
