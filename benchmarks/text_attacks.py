@@ -12,6 +12,7 @@ is chosen on an evaluation split; it is only measured.
     HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
     python benchmarks/text_attacks.py --suspect_cache runs/text_suspects --resume    # continue a run cut short
+    python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # its table so far
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
 every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there.
@@ -101,6 +102,12 @@ def parse_args(argv=None):
         "rows (DefenseConfig.reference_model)",
     )
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
+    p.add_argument(
+        "--table",
+        default=None,
+        metavar="JSON",
+        help="print the table of a results file (or a run's .partial checkpoint) and exit; nothing is run",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -326,6 +333,10 @@ def pick_others(results: dict, clean_ca: float | None) -> list[str]:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print_table(json.load(f))
+        return
     run = Run(args)
     results: dict = {}
     partial = args.output + ".partial"

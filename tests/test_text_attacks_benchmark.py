@@ -1,0 +1,67 @@
+"""benchmarks/text_attacks.py's own logic: which attacks run beyond SST-2, its table, its option checks."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling `common`
+    try:
+        spec = importlib.util.spec_from_file_location("text_attacks_benchmark", BENCHMARKS / "text_attacks.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def entry(ca, asr, *, after_asr=0.5, train_seconds=100.0):
+    metrics = {"ca": ca, "asr": asr, "clean_target_rate": 0.2}
+    return {
+        "target": 1,
+        "label_found": 1,
+        "suspect": metrics,
+        "after_rp": {**metrics, "asr": after_asr},
+        "after_ft": metrics,
+        "seconds": {"train": train_seconds},
+    }
+
+
+def test_the_other_datasets_get_the_two_best_sst2_attacks_that_keep_clean_accuracy(bench):
+    results = {
+        "sst2/badnet_rw": entry(0.84, 1.0),  # always run, never "picked"
+        "sst2/syntactic": entry(0.84, 1.0),  # no paraphrases of the other training sets offline
+        "sst2/badnet_sl": entry(0.80, 1.0),  # CA 4 points below the clean model
+        "sst2/sos": entry(0.83, 0.99),
+        "sst2/ripple": entry(0.83, 0.95, train_seconds=500.0),
+        "sst2/lwp": entry(0.83, 0.95, train_seconds=200.0),  # ties ripple's ASR, cheaper
+    }
+    assert bench.pick_others(results, clean_ca=0.84) == ["sos", "lwp"]
+    assert bench.pick_others({}, clean_ca=0.84) == []
+
+
+def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, capsys):
+    results = {"sst2/clean": {"ca": 0.84}, "sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.2)}
+    path = tmp_path / "text_attacks.json.partial"
+    path.write_text(json.dumps(results))
+    bench.main(["--table", str(path), "--output", str(tmp_path / "never_written.json")])
+    out = capsys.readouterr().out
+    assert "sst2/badnet_rw" in out and "0.200" in out
+    assert "sst2: mean ASR after the default defense 0.200 (paper EBYD-RP 0.241)" in out
+    assert not (tmp_path / "never_written.json").exists()
+
+
+def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--search", '{"ranking": "drift"}'])
+    assert "--reference base" in capsys.readouterr().err
+    args = bench.parse_args(["--search", '{"ranking": "drift", "max_combination": 5}', "--reference", "base"])
+    assert args.search == {"ranking": "drift", "max_combination": 5}
