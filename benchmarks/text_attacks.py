@@ -5,9 +5,9 @@ One run: for each dataset, a clean MiniLM (its CA is the reference); then, per a
 label → trigger search + unlearning, see README "Text defense") → the fine-tuning baseline: the same exposure
 and held-in defense rows, the same fine-tuning settings and at least as many steps, no trigger words. SST-2
 gets all six attacks; IMDB, Twitter (OLID) and AG News get BadNet-RW and the two other attacks that worked best
-on SST-2 in this run (highest suspect ASR with CA within 3 points of the clean model; ties go to the cheaper
-attack; Syntactic is excluded there, as no pre-made paraphrases of their training sets exist offline). Nothing
-is chosen on an evaluation split; it is only measured.
+on SST-2 in this run (highest suspect ASR with CA within 3 points of the clean model; ties go to the attack
+listed first in `ATTACKS`, the paper's order; Syntactic is excluded there, as no pre-made paraphrases of their
+training sets exist offline). Nothing is chosen on an evaluation split; it is only measured.
 
     HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
@@ -327,7 +327,8 @@ def pick_others(results: dict, clean_ca: float | None) -> list[str]:
             continue
         suspect = entry["suspect"]
         keeps_ca = clean_ca is None or suspect["ca"] >= clean_ca - 0.03
-        scored.append((not keeps_ca, -round(suspect["asr"], 2), entry["seconds"]["train"], attack))
+        # not by training time: a suspect from --suspect_cache records its load time
+        scored.append((not keeps_ca, -round(suspect["asr"], 2), ATTACKS.index(attack), attack))
     return [s[-1] for s in sorted(scored)[:2]]
 
 

@@ -41,10 +41,10 @@ def test_the_other_datasets_get_the_two_best_sst2_attacks_that_keep_clean_accura
         "sst2/syntactic": entry(0.84, 1.0),  # no paraphrases of the other training sets offline
         "sst2/badnet_sl": entry(0.80, 1.0),  # CA 4 points below the clean model
         "sst2/sos": entry(0.83, 0.99),
-        "sst2/ripple": entry(0.83, 0.95, train_seconds=500.0),
-        "sst2/lwp": entry(0.83, 0.95, train_seconds=200.0),  # ties ripple's ASR, cheaper
+        "sst2/lwp": entry(0.83, 0.95, train_seconds=0.1),  # loaded from a cache: its time says nothing
+        "sst2/ripple": entry(0.83, 0.95, train_seconds=500.0),  # ties LWP's ASR, listed first in ATTACKS
     }
-    assert bench.pick_others(results, clean_ca=0.84) == ["sos", "lwp"]
+    assert bench.pick_others(results, clean_ca=0.84) == ["sos", "ripple"]
     assert bench.pick_others({}, clean_ca=0.84) == []
 
 
