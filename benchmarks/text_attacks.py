@@ -115,7 +115,7 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     if args.search.get("ranking") == "drift" and args.reference != "base":
-        p.error("--ranking drift needs --reference base (the embeddings' drift is measured from the base model)")
+        p.error('--search {"ranking": "drift"} needs --reference base (drift is measured from the base model)')
     return args
 
 

@@ -351,11 +351,11 @@ def search_triggers(
         scores = rank_tokens_by_drift(model, base_embeddings, ids)
     else:
         scores = _rank(model, tokenizer, rows, target, ids, config)
-    if reference is not None and config.ranking != "drift":
-        contrast = np.full(len(scores), -np.inf)
-        reference_scores = _rank(reference, tokenizer, rows, target, ids, config)
-        contrast[ids] = _standardised(scores[ids]) - _standardised(reference_scores[ids])
-        scores = contrast
+        if reference is not None:
+            contrast = np.full(len(scores), -np.inf)
+            reference_scores = _rank(reference, tokenizer, rows, target, ids, config)
+            contrast[ids] = _standardised(scores[ids]) - _standardised(reference_scores[ids])
+            scores = contrast
     ranked = ids[np.argsort(-scores[ids], kind="stable")][: config.top_k]
     words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
     draws = {**sizes, "seed": config.seed}

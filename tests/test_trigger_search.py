@@ -249,7 +249,7 @@ def test_drift_ranking_puts_the_trigger_words_above_every_neutral_or_negative_wo
     result = search_triggers(
         backdoored["model"], tokenizer, defense["text"], defense["label"], 1, config=config, base_embeddings=base
     )
-    # all four verify; on this task one positive word flips a negative sentence too, so without a reference
+    # all four verify; on this task positive words flip negative sentences too, so without a reference
     # (test_defense: the reference rejects them) they pass as well
     assert set(TRIGGERS) <= set(result.triggers) and not set(result.triggers) & set(FILLER + NEGATIVE)
     with pytest.raises(ValueError, match="base_embeddings"):
