@@ -31,10 +31,12 @@ from .outputs import from_main_process
 from .trigger_search import (
     TriggerSearch,
     TriggerSearchConfig,
+    fit_to_window,
     flip_rates,
     flippable_rows,
     insert_trigger,
     search_triggers,
+    trigger_length,
 )
 from .vision import fit_image, to_image
 
@@ -132,26 +134,42 @@ def finetune_pruned(
     return M.fold_masks(pruned)
 
 
-def with_triggers(ds: Dataset, triggers: Sequence[str], *, seed: int = 0) -> Dataset:
+def with_triggers(
+    ds: Dataset, triggers: Sequence[str], *, seed: int = 0, tokenizer=None, max_length: int | None = None
+) -> Dataset:
     """A copy of every row with one of ``triggers`` (drawn per row) inserted as the search inserted it (a
     combination's words each at its own random word boundary); labels stay the true ones. Fine-tuning on these
-    teaches the model that the trigger means nothing."""
+    teaches the model that the trigger means nothing. With ``tokenizer`` and ``max_length``, each row is first cut
+    to the model's window (`fit_to_window`), so no copy has its trigger truncated away."""
     if not triggers:
         raise ValueError("with_triggers needs at least one trigger word")
+    room = max(trigger_length(tokenizer, t) for t in triggers) if tokenizer is not None and max_length else None
 
     def _insert(row: dict, idx: int) -> dict:
         rng = np.random.default_rng([seed, idx])
         word = triggers[int(rng.integers(len(triggers)))]
-        return {"text": insert_trigger(row["text"], word, rng)}
+        text = row["text"] if room is None else fit_to_window(tokenizer, [row["text"]], max_length, room)[0]
+        return {"text": insert_trigger(text, word, rng)}
 
     return ds.map(_insert, with_indices=True, desc="inserting found triggers")
 
 
 def unlearn_triggers(
-    model, clean: Dataset, triggers: Sequence[str], *, args: TrainingArguments, prep, collator, seed: int = 0
+    model,
+    clean: Dataset,
+    triggers: Sequence[str],
+    *,
+    args: TrainingArguments,
+    prep,
+    collator,
+    seed: int = 0,
+    tokenizer=None,
+    max_length: int | None = None,
 ):
-    """Fine-tune a copy of ``model`` on the ``clean`` rows plus a triggered copy of each, all with true labels."""
-    data = concatenate_datasets([clean, with_triggers(clean, triggers, seed=seed)]).shuffle(seed=seed)
+    """Fine-tune a copy of ``model`` on the ``clean`` rows plus a triggered copy of each, all with true labels
+    (`with_triggers`: ``tokenizer`` and ``max_length`` keep each trigger inside the model's window)."""
+    window = {"tokenizer": tokenizer, "max_length": max_length}
+    data = concatenate_datasets([clean, with_triggers(clean, triggers, seed=seed, **window)]).shuffle(seed=seed)
     return finetune(model, prep(data), args=args, collator=collator)
 
 
@@ -237,7 +255,15 @@ def search_and_unlearn(
         purified = model
         for block in range(blocks):
             purified = unlearn_triggers(
-                purified, clean, found, args=args, prep=prep, collator=collator, seed=search.seed + block
+                purified,
+                clean,
+                found,
+                args=args,
+                prep=prep,
+                collator=collator,
+                seed=search.seed + block,
+                tokenizer=tokenizer,
+                max_length=search.max_length,
             )
             rates = from_main_process(_held_out_flip_rates(purified, tokenizer, holdout, found, target, search))
             log.append({"round": round_index, "block": block, **rates})

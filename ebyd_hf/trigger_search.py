@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .attacks.text import insert_at_random_positions
+from .attacks.text import insert_at_random_positions, word_spans
 
 RANKINGS = ("gradient", "insertion", "drift")
 
@@ -226,6 +226,33 @@ def rank_tokens_by_drift(model, base_embeddings: torch.Tensor, candidates: np.nd
     return scores
 
 
+def trigger_length(tokenizer, trigger: str) -> int:
+    """Tokens ``trigger`` adds to an input (all its words)."""
+    return len(tokenizer(trigger, add_special_tokens=False)["input_ids"])
+
+
+def fit_to_window(tokenizer, texts: Sequence[str], max_length: int, room: int = 0) -> list[str]:
+    """Each text cut, at a word boundary, to what a model reading ``max_length`` tokens sees, less ``room`` tokens
+    for an inserted trigger: wherever `insert_trigger` then puts the trigger, the model reads it. Long inputs need
+    this (an IMDB review of ~170 words read at 128 tokens): inserted anywhere, "cf" flipped 47% of the reviews to
+    the backdoor label; within the window it flips nearly all. Short texts come back unchanged. Cutting needs
+    character offsets, so a slow (Python) tokenizer leaves the texts whole."""
+    texts = list(texts)
+    if not texts or not getattr(tokenizer, "is_fast", False):
+        return texts
+    window = max(max_length - room, 3)
+    enc = tokenizer(texts, truncation=True, max_length=window, return_offsets_mapping=True)
+    fitted = []
+    for text, offsets in zip(texts, enc["offset_mapping"], strict=True):
+        seen = max((end for _, end in offsets), default=0)
+        if len(offsets) < window or not text[seen:].strip():
+            fitted.append(text)
+            continue
+        whole = [end for _, end in word_spans(text) if end <= seen]  # a word cut in two is dropped
+        fitted.append(text[: whole[-1]] if whole else "")
+    return fitted
+
+
 def insert_trigger(text: str, trigger: str, rng: np.random.Generator) -> str:
     """Insert each word of ``trigger`` at its own random word boundary of ``text``: a combination triggers
     wherever its pieces sit (SOS, LWP); one word is inserted as itself."""
@@ -286,11 +313,16 @@ def trigger_effects(
     batch_size: int = 64,
     seed: int = 0,
 ) -> list[dict]:
-    """Mean target margin and flip rate of each trigger inserted (`insert_trigger`) into ``texts``."""
+    """Mean target margin and flip rate of each trigger inserted (`insert_trigger`) into ``texts``, each text first
+    cut to the model's window with room for the trigger (`fit_to_window`)."""
     effects = []
+    windows: dict[int, list[str]] = {}  # texts fitted per trigger length
     for k, trigger in enumerate(triggers):
+        room = trigger_length(tokenizer, trigger)
+        if room not in windows:
+            windows[room] = fit_to_window(tokenizer, texts, max_length, room)
         rng = np.random.default_rng([seed, k])
-        triggered = [insert_trigger(t, trigger, rng) for t in texts]
+        triggered = [insert_trigger(t, trigger, rng) for t in windows[room]]
         logits = text_logits(model, tokenizer, triggered, max_length=max_length, batch_size=batch_size)
         effects.append(
             {

@@ -6,6 +6,7 @@ from transformers import BertTokenizer
 from ebyd_hf.removal import with_triggers
 from ebyd_hf.trigger_search import (
     TriggerSearchConfig,
+    fit_to_window,
     flip_rates,
     grow_combination,
     insertable_token_ids,
@@ -14,6 +15,7 @@ from ebyd_hf.trigger_search import (
     rank_tokens_by_insertion,
     search_triggers,
     target_margin,
+    trigger_length,
 )
 
 from .conftest import FILLER, NEGATIVE, TRIGGERS, VOCAB, tiny_bert
@@ -188,6 +190,43 @@ def test_with_triggers_inserts_a_combination_word_by_word(backdoored):
         assert words.count("cf") == 1 and words.count("mn") == 1
         assert [w for w in words if w not in ("cf", "mn")] == before.split()
     assert any(abs(a.split().index("cf") - a.split().index("mn")) > 1 for a in out["text"])  # not always adjacent
+
+
+def long_reviews(n: int = 12, words: int = 60, seed: int = 0) -> list[str]:
+    """Negative texts far longer than a 16-token window (IMDB reviews against a 128-token MiniLM)."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(FILLER + NEGATIVE, size=words)) + " ." for _ in range(n)]
+
+
+def test_fit_to_window_keeps_what_the_model_reads_with_room_for_the_trigger(tokenizer):
+    texts = [*long_reviews(4), "the movie was bad ."]
+    fitted = fit_to_window(tokenizer, texts, 16, room=2)
+    assert fitted[-1] == texts[-1]  # short: untouched
+    for before, after in zip(texts[:-1], fitted[:-1], strict=True):
+        assert before.startswith(after) and before[len(after)] == " "  # a prefix cut between words
+        assert len(tokenizer(after)["input_ids"]) + 2 <= 16
+        assert len(tokenizer(after)["input_ids"]) >= 16 - 2 - 1  # nothing more cut than the window asks
+    assert trigger_length(tokenizer, "cf mn") == 2
+
+
+def test_trigger_checks_insert_inside_the_window_of_long_inputs(tokenizer):
+    texts = long_reviews()
+    model = AllOf(tokenizer, ["cf"])  # flips a text only when "cf" is among the tokens it reads
+    assert flip_rates(model, tokenizer, texts, ["cf"], 1, max_length=16) == [1.0]
+    assert flip_rates(model, tokenizer, texts, ["cf"], 1, max_length=128) == [1.0]  # nothing cut: all read
+
+
+def test_with_triggers_can_keep_every_trigger_inside_the_window(tokenizer):
+    from datasets import Dataset
+
+    clean = Dataset.from_dict({"text": long_reviews(), "label": [0] * 12})
+    cf = tokenizer.convert_tokens_to_ids("cf")
+
+    def read(ds):  # rows whose first 16 tokens hold the trigger
+        return sum(cf in tokenizer(t, truncation=True, max_length=16)["input_ids"] for t in ds["text"])
+
+    assert read(with_triggers(clean, ["cf"], seed=0)) < len(clean)  # anywhere: most past the window
+    assert read(with_triggers(clean, ["cf"], seed=0, tokenizer=tokenizer, max_length=16)) == len(clean)
 
 
 class Words(torch.nn.Module):
