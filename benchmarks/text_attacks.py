@@ -12,7 +12,7 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
     python benchmarks/text_attacks.py --suspect_cache runs/text_suspects --resume    # continue a run cut short
-    python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # its table so far
+    python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # README table so far
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
 every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there.
@@ -380,21 +380,32 @@ def main(argv=None):
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'run':<20}{'label':>6}{'susp CA':>9}{'ASR':>7}{'def CA':>8}{'ASR':>7}{'FT CA':>8}{'ASR':>7}")
+    """The README's Markdown table (per key: suspect, label found, after the default defense, after fine-tuning,
+    the words unlearned), then each dataset's mean ASR after the defense against the paper's."""
+    pct = lambda m: f"{100 * m['ca']:.1f}% / {100 * m['asr']:.1f}%"  # noqa: E731
+    columns = ["key", "suspect CA / ASR", "label found (target)", "default defense CA / ASR", "fine-tuning CA / ASR"]
+    print("\n| " + " | ".join([*columns, "words unlearned"]) + " |")
+    print("|---|---|---|---|---|---|")
     for key, r in results.items():
         if key.endswith("/clean"):
-            print(f"{key:<20}{'':>6}{r['ca']:>9.3f}")
+            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | |")
             continue
-        s, rp, ft = r["suspect"], r["after_rp"], r["after_ft"]
-        found = f"{r['label_found']}{'' if r['label_found'] == r['target'] else '!'}"
+        words = r.get("triggers_found") or []
+        unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
         print(
-            f"{key:<20}{found:>6}{s['ca']:>9.3f}{s['asr']:>7.3f}{rp['ca']:>8.3f}{rp['asr']:>7.3f}"
-            f"{ft['ca']:>8.3f}{ft['asr']:>7.3f}"
+            f"| {key} | {pct(r['suspect'])} | {r['label_found']} ({r['target']}) | {pct(r['after_rp'])} "
+            f"| {pct(r['after_ft'])} | {unlearned} |"
         )
+    print()
     for name, bar in PAPER_RP_ASR.items():
-        asrs = [r["after_rp"]["asr"] for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
-        if asrs:
-            print(f"{name}: mean ASR after the default defense {sum(asrs) / len(asrs):.3f} (paper EBYD-RP {bar:.3f})")
+        runs = [r for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
+        if runs:
+            asr = sum(r["after_rp"]["asr"] for r in runs) / len(runs)
+            drop = max(r["suspect"]["ca"] - r["after_rp"]["ca"] for r in runs)
+            print(
+                f"{name}: mean ASR after the default defense {asr:.3f} over {len(runs)} attack{'s' * (len(runs) > 1)} "
+                f"(paper EBYD-RP {bar:.3f}); largest CA drop {100 * drop:.1f} points"
+            )
 
 
 if __name__ == "__main__":

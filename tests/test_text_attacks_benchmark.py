@@ -54,8 +54,9 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
     path.write_text(json.dumps(results))
     bench.main(["--table", str(path), "--output", str(tmp_path / "never_written.json")])
     out = capsys.readouterr().out
-    assert "sst2/badnet_rw" in out and "0.200" in out
-    assert "sst2: mean ASR after the default defense 0.200 (paper EBYD-RP 0.241)" in out
+    assert "| sst2/clean | CA 84.0% (clean model) | | | | |" in out
+    assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% | 81.0% / 100.0% | none |" in out
+    assert "sst2: mean ASR after the default defense 0.200 over 1 attack (paper EBYD-RP 0.241)" in out
     assert not (tmp_path / "never_written.json").exists()
 
 
