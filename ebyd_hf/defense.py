@@ -452,7 +452,16 @@ def run_defense(
                 reference=reference,
                 base_embeddings=base_embeddings,
             )
-            searched.append({"label": candidate, "triggers": len(result.unlearning.triggers)})
+            # what each label's first search came closest to: an abandoned label's rounds are not kept otherwise
+            first = result.unlearning.searches[0].candidates if result.unlearning.searches else []
+            best = sorted(first, key=lambda c: -c["flip_rate"])[:5]
+            searched.append(
+                {
+                    "label": candidate,
+                    "triggers": len(result.unlearning.triggers),
+                    "best_words": [{"word": c["word"], "flip_rate": c["flip_rate"]} for c in best],
+                }
+            )
             if result.unlearning.triggers:
                 break
         result.unlearning.labels_searched = searched

@@ -171,6 +171,9 @@ def test_trigger_search_falls_back_to_the_other_label_when_the_exposure_names_th
     unlearning = fallback["trigger_unlearning"]
     assert unlearning["label"] == 1 and set(TRIGGERS) <= set(unlearning["triggers"])  # ... the triggers say 1
     assert [s["label"] for s in unlearning["labels_searched"]] == [0, 1]
+    abandoned, found = unlearning["labels_searched"]
+    assert max(w["flip_rate"] for w in abandoned["best_words"]) < 0.9  # why label 0 was given up on
+    assert {w["word"] for w in found["best_words"] if w["flip_rate"] >= 0.9} & set(TRIGGERS)
     assert fallback["metrics"]["purified"]["asr"] < fallback["metrics"]["suspect"]["asr"] - 0.5
 
 
