@@ -1,0 +1,79 @@
+"""Where each attack's trigger words rank by embedding drift (`trigger_search.rank_tokens_by_drift`).
+
+Reads the suspects that ``text_attacks.py --suspect_cache DIR`` trained (``<dataset>_<attack>_<settings>``
+folders) and ranks every insertable token by how far the suspect's input embedding lies from the pre-trained
+base's; prints, per suspect, the rank of each of its attack's trigger words (0 = drifted most) and the words
+that drifted most. Embedding distances only: no forward pass, about a minute in all.
+
+    HF_HUB_OFFLINE=1 python benchmarks/drift_ranks.py --suspect_cache runs/text_suspects
+
+Writes ``benchmarks/results/drift_ranks.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+from ebyd_hf import create_attack
+from ebyd_hf.trigger_search import insertable_token_ids, rank_tokens_by_drift
+
+from common import minilm_path  # benchmarks/ is on sys.path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ATTACKS = ("badnet_rw", "badnet_sl", "sos", "ripple", "lwp", "clean")
+
+
+def trigger_words(attack_name: str) -> list[str]:
+    """The words an attack inserts (a clean model is ranked on BadNet-RW's and BadNet-SL's, for contrast)."""
+    if attack_name == "clean":
+        return [*trigger_words("badnet_rw"), *trigger_words("badnet_sl")]
+    attack = create_attack(attack_name)
+    return attack.sentence.lower().split() if attack_name == "badnet_sl" else list(attack.words)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suspect_cache", default="runs/text_suspects")
+    p.add_argument("--model", default=None, help="the suspects' pre-trained base (default: pip-shipped MiniLM)")
+    p.add_argument("--top", type=int, default=8, help="most-drifted words to list per suspect")
+    p.add_argument("--output", default=os.path.join(HERE, "results", "drift_ranks.json"))
+    args = p.parse_args(argv)
+    base_path = args.model or minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    base = AutoModel.from_pretrained(base_path).get_input_embeddings().weight.detach()
+    ids = insertable_token_ids(tokenizer)
+    results = {}
+    for folder in sorted(os.listdir(args.suspect_cache)):
+        dataset, _, rest = folder.partition("_")
+        attack_name = next((a for a in ATTACKS if rest.startswith(f"{a}_")), None)
+        if attack_name is None:  # syntactic: no trigger words
+            continue
+        model = AutoModelForSequenceClassification.from_pretrained(os.path.join(args.suspect_cache, folder))
+        scores = rank_tokens_by_drift(model, base, ids)
+        order = ids[np.argsort(-scores[ids], kind="stable")]
+        rank = {int(t): r for r, t in enumerate(order)}
+        words = trigger_words(attack_name)
+        results[f"{dataset}/{attack_name}"] = {
+            "ranks": {w: rank.get(tokenizer.convert_tokens_to_ids(w)) for w in words},
+            "most_drifted": tokenizer.convert_ids_to_tokens(order[: args.top].tolist()),
+            "tokens": len(ids),
+            "suspect": folder,
+        }
+    print(f"\n| suspect | trigger words: drift rank among {len(ids):,} tokens | most drifted |")
+    print("|---|---|---|")
+    for key, r in results.items():
+        ranks = ", ".join(f"{w} {k:,}" if k is not None else f"{w} (not a token)" for w, k in r["ranks"].items())
+        print(f"| {key} | {ranks} | {', '.join(r['most_drifted'])} |")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
