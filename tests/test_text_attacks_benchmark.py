@@ -66,3 +66,40 @@ def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
     assert "--reference base" in capsys.readouterr().err
     args = bench.parse_args(["--search", '{"ranking": "drift", "max_combination": 5}', "--reference", "base"])
     assert args.search == {"ranking": "drift", "max_combination": 5}
+
+
+@pytest.fixture(scope="module")
+def drift_bench():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("drift_ranks_benchmark", BENCHMARKS / "drift_ranks.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_drift_ranks_put_the_moved_trigger_embeddings_first(drift_bench, tmp_path, capsys):
+    import torch
+
+    from .conftest import make_tokenizer, tiny_bert
+
+    tokenizer, base = make_tokenizer(), tiny_bert()
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    suspect = tiny_bert()
+    with torch.no_grad():  # what poisoned training does to the trigger words' embeddings, by hand
+        for shift, word in enumerate(["bb", "cf", "tq", "mn"]):
+            suspect.get_input_embeddings().weight[tokenizer.convert_tokens_to_ids(word)] += 10.0 - shift
+    suspect.save_pretrained(tmp_path / "cache" / "sst2_badnet_rw_0123456789")
+    tiny_bert().save_pretrained(tmp_path / "cache" / "sst2_syntactic_0123456789")  # no trigger words: skipped
+    out = tmp_path / "drift.json"
+    drift_bench.main(
+        ["--suspect_cache", str(tmp_path / "cache"), "--model", str(tmp_path / "base"), "--output", str(out)]
+    )
+    results = json.loads(out.read_text())
+    assert list(results) == ["sst2/badnet_rw"]
+    assert results["sst2/badnet_rw"]["ranks"] == {"cf": 1, "mn": 3, "bb": 0, "tq": 2}
+    assert "| sst2/badnet_rw | cf 1, mn 3, bb 0, tq 2 |" in capsys.readouterr().out
+    assert drift_bench.trigger_words("badnet_sl") == ["i", "watch", "this", "3d", "movie"]
