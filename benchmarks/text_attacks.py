@@ -386,7 +386,13 @@ def print_table(results: dict) -> None:
     columns = ["key", "suspect CA / ASR", "label found (target)", "default defense CA / ASR", "fine-tuning CA / ASR"]
     print("\n| " + " | ".join([*columns, "words unlearned"]) + " |")
     print("|---|---|---|---|---|---|")
-    for key, r in results.items():
+
+    def order(key: str) -> tuple:  # datasets, then each one's clean model and attacks, in the paper's order
+        name, attack = key.split("/")
+        return (list(SETUPS).index(name) if name in SETUPS else len(SETUPS), name, (("clean",) + ATTACKS).index(attack))
+
+    for key in sorted(results, key=order):
+        r = results[key]
         if key.endswith("/clean"):
             print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | |")
             continue

@@ -49,12 +49,18 @@ def test_the_other_datasets_get_the_two_best_sst2_attacks_that_keep_clean_accura
 
 
 def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, capsys):
-    results = {"sst2/clean": {"ca": 0.84}, "sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.2)}
+    # a resumed run appends keys out of order; the table puts them back in dataset and paper order
+    results = {
+        "twitter/clean": {"ca": 0.8},
+        "sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.2),
+        "sst2/clean": {"ca": 0.84},
+    }
     path = tmp_path / "text_attacks.json.partial"
     path.write_text(json.dumps(results))
     bench.main(["--table", str(path), "--output", str(tmp_path / "never_written.json")])
     out = capsys.readouterr().out
     assert "| sst2/clean | CA 84.0% (clean model) | | | | |" in out
+    assert out.index("| sst2/clean") < out.index("| sst2/badnet_rw") < out.index("| twitter/clean")
     assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% | 81.0% / 100.0% | none |" in out
     assert "sst2: mean ASR after the default defense 0.200 over 1 attack (paper EBYD-RP 0.241)" in out
     assert not (tmp_path / "never_written.json").exists()
