@@ -407,10 +407,10 @@ def print_table(results: dict) -> None:
         runs = [r for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
         if runs:
             asr = sum(r["after_rp"]["asr"] for r in runs) / len(runs)
-            drop = max(r["suspect"]["ca"] - r["after_rp"]["ca"] for r in runs)
+            change = [100 * (r["after_rp"]["ca"] - r["suspect"]["ca"]) for r in runs]
             print(
                 f"{name}: mean ASR after the default defense {asr:.3f} over {len(runs)} attack{'s' * (len(runs) > 1)} "
-                f"(paper EBYD-RP {bar:.3f}); largest CA drop {100 * drop:.1f} points"
+                f"(paper EBYD-RP {bar:.3f}); CA change from the suspect {min(change):+.1f} to {max(change):+.1f} points"
             )
 
 

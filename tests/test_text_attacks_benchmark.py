@@ -62,7 +62,8 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
     assert "| sst2/clean | CA 84.0% (clean model) | | | | |" in out
     assert out.index("| sst2/clean") < out.index("| sst2/badnet_rw") < out.index("| twitter/clean")
     assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% | 81.0% / 100.0% | none |" in out
-    assert "sst2: mean ASR after the default defense 0.200 over 1 attack (paper EBYD-RP 0.241)" in out
+    assert "sst2: mean ASR after the default defense 0.200 over 1 attack (paper EBYD-RP 0.241); CA change" in out
+    assert "CA change from the suspect +0.0 to +0.0 points" in out
     assert not (tmp_path / "never_written.json").exists()
 
 
