@@ -143,13 +143,14 @@ def with_triggers(
     to the model's window (`fit_to_window`), so no copy has its trigger truncated away."""
     if not triggers:
         raise ValueError("with_triggers needs at least one trigger word")
-    room = max(trigger_length(tokenizer, t) for t in triggers) if tokenizer is not None and max_length else None
+    texts = ds["text"]
+    if tokenizer is not None and max_length:  # one batched cut, with room for the longest trigger
+        texts = fit_to_window(tokenizer, texts, max_length, max(trigger_length(tokenizer, t) for t in triggers))
 
     def _insert(row: dict, idx: int) -> dict:
         rng = np.random.default_rng([seed, idx])
         word = triggers[int(rng.integers(len(triggers)))]
-        text = row["text"] if room is None else fit_to_window(tokenizer, [row["text"]], max_length, room)[0]
-        return {"text": insert_trigger(text, word, rng)}
+        return {"text": insert_trigger(texts[idx], word, rng)}
 
     return ds.map(_insert, with_indices=True, desc="inserting found triggers")
 

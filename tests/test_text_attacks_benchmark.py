@@ -10,17 +10,22 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling `common`
+def load_script(name: str):
+    """A benchmark script as a module (they import their sibling `common`, so benchmarks/ joins the path)."""
+    sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("text_attacks_benchmark", BENCHMARKS / "text_attacks.py")
+        spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # its dataclasses look their module up
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(BENCHMARKS))
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("text_attacks")
 
 
 def entry(ca, asr, *, after_asr=0.5, train_seconds=100.0):
@@ -77,14 +82,7 @@ def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
 
 @pytest.fixture(scope="module")
 def drift_bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("drift_ranks_benchmark", BENCHMARKS / "drift_ranks.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_script("drift_ranks")
 
 
 def test_drift_ranks_put_the_moved_trigger_embeddings_first(drift_bench, tmp_path, capsys):
