@@ -11,18 +11,21 @@
    classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
    of them; an ordinary word, even a strongly positive one, flips some.
 3. **Combine** (opt-in, ``max_combination`` > 1), only when no single word verifies: a trigger made of several
-   words (SOS's "friends weekend store", an inserted sentence, LWP's pairs) has pieces that each flip few rows
-   or none. Starting from the best-ranked word, add the ranked word that raises the combination's target margin
-   most, up to ``max_combination`` words, until it verifies (`grow_combination`). A combination is a
-   space-separated string whose words are inserted each at its own random position (`insert_trigger`), searched
-   and unlearned alike.
+   words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by design.
+   For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
+   the target margin it gives on a few short rows (`score_combinations`: one batched forward pass per
+   combination and row; the pool is the longest prefix of the ranking with at most ``combination_budget``
+   combinations), and the best ``top_k`` are verified by flips (`search_combinations`). Exhaustive because
+   greedy growth from one seed word never reached SOS's words: its pieces do not lift the margin until complete.
+   A combination is a space-separated string whose words are inserted each at its own random position
+   (`insert_trigger`), searched and unlearned alike.
 
 With a **reference** model (the same task without the backdoor: e.g. the suspect's pre-trained base fine-tuned
 on the clean defense rows), words that move the reference as well are natural evidence for the label (positive
 words on SST-2 with target "positive"), not a backdoor: ranking scores how much more a word moves the suspect
 than the reference (each model's scores standardised over the vocabulary), and a word or combination that also
-flips the reference (``max_reference_flip_rate``) is rejected, and a combination grows by the word that lifts the
-suspect's margin more than the reference's. With the reference's pre-trained embeddings, ``ranking="drift"``
+flips the reference (``max_reference_flip_rate``) is rejected, and combinations are scored by how much more they
+lift the suspect's margin than the reference's. With the reference's pre-trained embeddings, ``ranking="drift"``
 ranks tokens by how far training moved their embeddings in the suspect (`rank_tokens_by_drift`).
 
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
@@ -30,6 +33,8 @@ The backdoor label comes from the exposed model (`detection.backdoor_label`); th
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +45,10 @@ import torch
 from .attacks.text import insert_at_random_positions, word_spans
 
 RANKINGS = ("gradient", "insertion", "drift")
+# With a reference, only this many of the combinations the suspect's margin ranks best are scored on it too: the
+# reference pass would otherwise double the search's cost, and a trigger lifts the suspect's margin near the top
+# (SST-2 SOS: first of 161,700 triples).
+REFERENCE_SHORTLIST = 1024
 
 
 @dataclass
@@ -61,12 +70,14 @@ class TriggerSearchConfig:
     max_rows: int = 200
     """Non-target sentences used for ranking and verification (fewer is faster, noisier)."""
     max_combination: int = 1
-    """Most words in a combined trigger; 1 (the default) searches single words only. Off by default: on SST-2
-    MiniLM suspects (BadNet-SL, SOS) the growth found pairs of strongly positive words ("elegant exquisite",
-    96–97% flips) rather than the real triggers, whose words the single-word ranking never put near the top, and
-    unlearning those pairs left ASR at 99–100%."""
-    combination_pool: int = 16
-    """The best-ranked words that a combination is built from."""
+    """Most words in a combined trigger; 1 (the default) searches single words only. Off by default: it costs
+    minutes (every pair, then every triple, of the pool) and needs the drift ranking and a reference to find a
+    real trigger. On the SST-2 SOS MiniLM suspect with both, the three trigger words (drift ranks 10, 31, 94)
+    scored first of all 161,700 triples of the best 107; ranked by insertion and without a reference, the former
+    greedy growth found pairs of strongly positive words (README, Known limitations)."""
+    combination_budget: int = 200_000
+    """Most combinations scored per size: the pool for k words is the longest prefix of the ranking with at most
+    this many k-word combinations (632 words for pairs, 107 for triples, 48 for four)."""
     max_reference_flip_rate: float = 0.5
     """With a reference model: a trigger must flip fewer than this share of the rows on it too."""
     max_length: int = 64
@@ -86,17 +97,17 @@ class TriggerSearchConfig:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
         if not 0.0 < self.max_reference_flip_rate <= 1.0:
             raise ValueError(f"max_reference_flip_rate must be in (0, 1], got {self.max_reference_flip_rate}")
-        if self.max_combination < 1 or self.combination_pool < 2:
+        if self.max_combination < 1 or self.combination_budget < 1:
             raise ValueError(
-                f"max_combination must be at least 1 and combination_pool at least 2, "
-                f"got {self.max_combination}, {self.combination_pool}"
+                f"max_combination and combination_budget must be at least 1, "
+                f"got {self.max_combination}, {self.combination_budget}"
             )
 
 
 @dataclass
 class TriggerSearch:
-    """The triggers found (words, or one space-separated combination), every verified candidate with its rank and
-    flip rate, and the combination steps when single words did not verify."""
+    """The triggers found (words, or space-separated combinations), every verified candidate with its rank and flip
+    rate, and the verified combinations of each size tried when single words did not verify."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
@@ -388,8 +399,9 @@ def search_triggers(
             reference_scores = _rank(reference, tokenizer, rows, target, ids, config)
             contrast[ids] = _standardised(scores[ids]) - _standardised(reference_scores[ids])
             scores = contrast
-    ranked = ids[np.argsort(-scores[ids], kind="stable")][: config.top_k]
-    words = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(ranked.tolist())]
+    order = ids[np.argsort(-scores[ids], kind="stable")]
+    ranked = order[: config.top_k]
+    words = _words(tokenizer, ranked)
     draws = {**sizes, "seed": config.seed}
     rates = flip_rates(model, tokenizer, rows, words, target, **draws)
     reference_rows = None
@@ -407,27 +419,27 @@ def search_triggers(
         for c, f in zip(candidates, natural, strict=True):
             c["reference_flip_rate"] = f
 
-    def backdoor_only(c: dict) -> bool:
-        return c.get("reference_flip_rate", 0.0) < config.max_reference_flip_rate
-
     by_flips = sorted(candidates, key=lambda c: -c["flip_rate"])
-    triggers = [c["word"] for c in by_flips if c["flip_rate"] >= config.min_flip_rate and backdoor_only(c)]
-    steps = []
+    triggers = [c["word"] for c in by_flips if verifies(c, config)]
+    combos = []
     if not triggers and config.max_combination > 1:
-        steps = grow_combination(
-            model,
-            tokenizer,
-            rows,
-            words[: config.combination_pool],
-            target,
-            config=config,
-            reference=reference,
-            reference_rows=reference_rows,
+        combos = search_combinations(
+            model, tokenizer, rows, order, target, config=config, reference=reference, reference_rows=reference_rows
         )
-        last = steps[-1]
-        if last["flip_rate"] >= config.min_flip_rate and backdoor_only(last):
-            triggers = [last["trigger"]]
-    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, steps)
+        triggers = [c["trigger"] for c in sorted(combos, key=lambda c: -c["flip_rate"]) if verifies(c, config)]
+    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, combos)
+
+
+def verifies(candidate: dict, config: TriggerSearchConfig) -> bool:
+    """A trigger: it flips enough rows on the suspect and, with a reference, few on the reference."""
+    return (
+        candidate["flip_rate"] >= config.min_flip_rate
+        and candidate.get("reference_flip_rate", 0.0) < config.max_reference_flip_rate
+    )
+
+
+def _words(tokenizer, ids) -> list[str]:
+    return [tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.convert_ids_to_tokens(list(ids))]
 
 
 def _rank(model, tokenizer, rows: Sequence[str], target: int, ids: np.ndarray, config: TriggerSearchConfig):
@@ -444,52 +456,104 @@ def _standardised(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / (values.std() or 1.0)
 
 
-def grow_combination(
+def pool_size(size: int, budget: int) -> int:
+    """The most words whose ``size``-word combinations number at most ``budget`` (at least ``size``)."""
+    n = size
+    while math.comb(n + 1, size) <= budget:
+        n += 1
+    return n
+
+
+@torch.no_grad()
+def score_combinations(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    target: int,
+    combinations: np.ndarray,
+    *,
+    rows: int = 2,
+    max_length: int = 64,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> np.ndarray:
+    """Mean target margin of ``model`` over the ``rows`` shortest ``texts`` with each combination's token ids (one
+    row of the ``(n, k)`` array ``combinations``) inserted at k random word boundaries, drawn once per text so
+    every combination is scored on the same sentences."""
+    rng = np.random.default_rng(seed)
+    was_training = model.training
+    model.eval()
+    combinations = np.asarray(combinations)
+    k = combinations.shape[1]
+    total = torch.zeros(len(combinations))
+    shortest = sorted(texts, key=len)[:rows]
+    for text in shortest:
+        ids = tokenizer(text, truncation=True, max_length=max_length - k)["input_ids"]
+        at = np.sort(rng.choice(_word_starts(tokenizer, ids), size=k))
+        slots = at + np.arange(k)  # where the inserted tokens land, each earlier insertion shifting the later ones
+        template = torch.zeros(len(ids) + k, dtype=torch.long)
+        template[np.setdiff1d(np.arange(len(ids) + k), slots)] = torch.tensor(ids)
+        for start in range(0, len(combinations), batch_size):
+            chunk = torch.as_tensor(combinations[start : start + batch_size])
+            batch = template.repeat(len(chunk), 1)
+            batch[:, slots] = chunk
+            logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
+            total[start : start + len(chunk)] += target_margin(logits.float(), target)
+    model.train(was_training)
+    return (total / max(len(shortest), 1)).numpy()
+
+
+def search_combinations(
     model,
     tokenizer,
     rows: Sequence[str],
-    pool: Sequence[str],
+    order: np.ndarray,
     target: int,
     *,
-    config,
+    config: TriggerSearchConfig,
     reference=None,
     reference_rows: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Greedily grow a combined trigger from ``pool`` (candidate words, best-ranked first): start from the first,
-    and at each step add the word that lifts the mean target margin on ``rows`` most. Margins, not flips, steer
-    the growth: a trigger trained with negative augmentation (SOS) flips nothing until complete, but each piece
-    still moves the margin. With a ``reference`` the growth maximises the suspect's margin minus the reference's
-    (on ``reference_rows``), so words that push any model to the label (strongly positive ones) are not picked.
-    Stops when the combination verifies (flip rate ≥ ``config.min_flip_rate``), when no word lifts the score,
-    or at ``config.max_combination`` words. Returns every step's trigger, margin and flip rate (and the
-    reference's, with one)."""
+    """Combined triggers of 2 … ``config.max_combination`` words: score every combination of the best-ranked ids
+    (``order``, best first; `pool_size` of ``config.combination_budget``) with `score_combinations` on
+    ``config.rank_rows`` rows, verify the ``config.top_k`` best by flips on ``rows``, and stop at the first size
+    where one verifies. Margins, not flips, rank them: a combination trained with negative augmentation (SOS)
+    flips nothing until complete, but the complete one lifts the margin most. With a ``reference``, a
+    combination scores its suspect margin minus the reference's (on ``reference_rows``; only the
+    ``REFERENCE_SHORTLIST`` best by the suspect's margin are rescored), so words that push any model to the
+    label (strongly positive ones) do not win. Returns every verified candidate: trigger, size, score, margin,
+    flip rate (and the reference's)."""
     sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
-
-    def effects(triggers: list[str], seed: int) -> list[dict]:
-        found = trigger_effects(model, tokenizer, rows, triggers, target, seed=seed, **sizes)
-        if reference is None:
-            return [{**e, "score": e["margin"]} for e in found]
-        natural = trigger_effects(reference, tokenizer, reference_rows, triggers, target, seed=seed, **sizes)
-        return [
-            {
-                **e,
-                "reference_margin": n["margin"],
-                "reference_flip_rate": n["flip_rate"],
-                "score": e["margin"] - n["margin"],
-            }
-            for e, n in zip(found, natural, strict=True)
+    scoring = {"rows": config.rank_rows, "max_length": config.max_length, "seed": config.seed}
+    out = []
+    for k in range(2, config.max_combination + 1):
+        pool = order[: pool_size(k, config.combination_budget)]
+        if len(pool) < k:
+            break
+        combos = pool[np.array(list(itertools.combinations(range(len(pool)), k)))]
+        margins = score_combinations(model, tokenizer, rows, target, combos, **scoring)
+        score = margins
+        best = np.argsort(-margins, kind="stable")
+        if reference is not None:
+            short = best[:REFERENCE_SHORTLIST]
+            score = np.full(len(combos), -np.inf)
+            score[short] = margins[short] - score_combinations(
+                reference, tokenizer, reference_rows, target, combos[short], **scoring
+            )
+            best = np.argsort(-score, kind="stable")
+        best = best[: config.top_k]
+        triggers = [" ".join(_words(tokenizer, c)) for c in combos[best]]
+        draws = {**sizes, "seed": config.seed + k}
+        found = trigger_effects(model, tokenizer, rows, triggers, target, **draws)
+        if reference is not None:
+            natural_effects = trigger_effects(reference, tokenizer, reference_rows, triggers, target, **draws)
+            for e, n in zip(found, natural_effects, strict=True):
+                e["reference_flip_rate"] = n["flip_rate"]
+        step = [
+            {"trigger": t, "size": k, "pool": len(pool), "score": float(score[i]), **e}
+            for t, i, e in zip(triggers, best, found, strict=True)
         ]
-
-    combo = [pool[0]]
-    steps = [{"trigger": pool[0], **effects(combo, config.seed)[0]}]
-    while len(combo) < config.max_combination and steps[-1]["flip_rate"] < config.min_flip_rate:
-        trials = [" ".join([*combo, w]) for w in pool if w not in combo]
-        if not trials:
+        out += step
+        if any(verifies(e, config) for e in step):
             break
-        trial_effects = effects(trials, config.seed + len(combo))
-        best = int(np.argmax([e["score"] for e in trial_effects]))
-        if trial_effects[best]["score"] <= steps[-1]["score"]:
-            break
-        combo = trials[best].split()
-        steps.append({"trigger": trials[best], **trial_effects[best]})
-    return steps
+    return out

@@ -8,11 +8,13 @@ from ebyd_hf.trigger_search import (
     TriggerSearchConfig,
     fit_to_window,
     flip_rates,
-    grow_combination,
     insertable_token_ids,
+    pool_size,
     rank_tokens,
     rank_tokens_by_drift,
     rank_tokens_by_insertion,
+    score_combinations,
+    search_combinations,
     search_triggers,
     target_margin,
     trigger_length,
@@ -95,7 +97,7 @@ def test_insertion_ranking_puts_the_planted_triggers_first(backdoored, tokenizer
         {"ranking": "magic"},
         {"rank_rows": 0},
         {"max_combination": 0},
-        {"combination_pool": 1},
+        {"combination_budget": 0},
     ],
 )
 def test_bad_search_config(bad):
@@ -140,10 +142,13 @@ def test_search_combines_pieces_that_trigger_only_together(tokenizer):
     result = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=config)
     assert all(c["flip_rate"] == 0.0 for c in result.candidates)  # no single word verifies
     assert len(result.triggers) == 1 and sorted(result.triggers[0].split()) == ["bb", "mn"]
-    assert [len(s["trigger"].split()) for s in result.combination] == [1, 2]
-    assert result.combination[-1]["flip_rate"] == 1.0 and result.combination[0]["flip_rate"] == 0.0
+    # pairs only: the search stops at the first size where a combination verifies
+    assert {c["size"] for c in result.combination} == {2} and len(result.combination) == len(VOCAB)
+    best = result.combination[0]
+    assert best["trigger"] == result.triggers[0] and best["flip_rate"] == 1.0
+    assert all(c["flip_rate"] == 0.0 for c in result.combination[1:])
     assert result.report()["combination"] == result.combination
-    # one word at a time only: nothing found
+    # one word at a time only: nothing found, no combination scored
     single = search_triggers(
         model,
         tokenizer,
@@ -155,22 +160,21 @@ def test_search_combines_pieces_that_trigger_only_together(tokenizer):
     assert single.triggers == [] and single.combination == []
 
 
-def test_combination_stops_when_no_word_lifts_the_margin_or_at_its_size_limit(tokenizer):
+def test_combinations_grow_a_size_at_a_time_up_to_the_limit(tokenizer):
     texts = ["the movie was bad .", "it is boring ."]
     three = AllOf(tokenizer, ["mn", "bb", "tq"])
-    capped = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=2)
+    capped = TriggerSearchConfig(top_k=5, max_length=32, max_combination=2)
     result = search_triggers(three, tokenizer, texts, [0, 0], 1, config=capped)
-    assert result.triggers == [] and len(result.combination) == 2  # two of three pieces: margin up, no flip
+    assert result.triggers == [] and {c["size"] for c in result.combination} == {2}
     full = search_triggers(
-        three,
-        tokenizer,
-        texts,
-        [0, 0],
-        1,
-        config=TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=4),
+        three, tokenizer, texts, [0, 0], 1, config=TriggerSearchConfig(top_k=5, max_length=32, max_combination=4)
     )
-    assert TriggerSearchConfig().max_combination == 1  # opt-in (README: it found sentiment pairs on SST-2)
+    assert TriggerSearchConfig().max_combination == 1  # opt-in (minutes of search; README)
+    assert [c["size"] for c in full.combination] == [2] * 5 + [3] * 5
+    assert full.triggers == [full.combination[5]["trigger"]]
     assert sorted(full.triggers[0].split()) == ["bb", "mn", "tq"]
+    # the pairs that hold two pieces rank above the rest by margin, though none flips a row
+    assert all(len({"mn", "bb", "tq"} & set(c["trigger"].split())) == 2 for c in full.combination[:3])
     none = search_triggers(
         AllOf(tokenizer, ["cf"]),
         tokenizer,
@@ -179,7 +183,44 @@ def test_combination_stops_when_no_word_lifts_the_margin_or_at_its_size_limit(to
         1,
         config=TriggerSearchConfig(top_k=3, max_length=32),
     )
-    assert none.triggers == ["cf"] and none.combination == []  # a single word verifies: no combination step
+    assert none.triggers == ["cf"] and none.combination == []
+
+
+def test_pool_size_is_the_longest_prefix_within_the_budget():
+    assert [pool_size(k, 200_000) for k in (2, 3, 4)] == [632, 107, 48]
+    assert pool_size(3, 1) == 3 and pool_size(2, 0) == 2
+
+
+class Recorder(torch.nn.Module):
+    """A stand-in classifier that keeps every batch of input ids it is given; label 1's logit is its first id."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"num_labels": 2})()
+        self.batches = []
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        self.batches.append(input_ids.clone())
+        return type("Out", (), {"logits": torch.stack([torch.zeros(len(input_ids)), input_ids[:, 1].float()], -1)})()
+
+
+def test_score_combinations_inserts_every_combination_at_the_same_word_boundaries(tokenizer):
+    text = "a dull plot and a poor actor ."
+    ids = tokenizer(text)["input_ids"]
+    combos = np.array([tokenizer.convert_tokens_to_ids(pair) for pair in (["mn", "bb"], ["cf", "tq"], ["tq", "mn"])])
+    model = Recorder()
+    scores = score_combinations(model, tokenizer, [text, "a much longer sentence than the other ."], 1, combos, rows=1)
+    (batch,) = model.batches
+    assert batch.shape == (3, len(ids) + 2)
+    for row, combo in zip(batch.tolist(), combos.tolist(), strict=True):
+        rest = list(row)
+        slots = [i for i, t in enumerate(row) if t in combo]
+        assert [row[i] for i in slots] == combo  # in order, each at its own slot
+        for i in reversed(slots):
+            del rest[i]
+        assert rest == ids and row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id
+    assert [int(b) for b in batch[:, 1]] == [int(s) for s in scores]  # the margin of this stand-in
+    assert np.array_equal(scores, score_combinations(model, tokenizer, [text], 1, combos, rows=1))
 
 
 def test_with_triggers_inserts_a_combination_word_by_word(backdoored):
@@ -266,11 +307,11 @@ def test_a_reference_model_tells_the_backdoor_from_words_that_flip_any_model(tok
     both = AllOf(tokenizer, ["mn", "bb"])
     # the reference answers the pair too, only less strongly ("." cancels Words' bias: every text has one)
     weaker = Sum(AllOf(tokenizer, ["mn", "bb"]), Words(tokenizer, {".": 2.0, "mn": -0.4, "bb": -0.4}))
-    combined = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=3, combination_pool=len(VOCAB))
+    combined = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=3)
     shared = search_triggers(both, tokenizer, texts, [0] * len(texts), 1, config=combined, reference=weaker)
-    last = shared.combination[-1]
-    assert {"mn", "bb"} <= set(last["trigger"].split()) and last["flip_rate"] == 1.0
-    assert shared.triggers == [] and last["reference_flip_rate"] == 1.0
+    pair = next(c for c in shared.combination if sorted(c["trigger"].split()) == ["bb", "mn"])
+    assert pair["flip_rate"] == 1.0 and pair["reference_flip_rate"] == 1.0
+    assert shared.triggers == [] and {c["size"] for c in shared.combination} == {2, 3}
     with pytest.raises(ValueError, match="max_reference_flip_rate"):
         TriggerSearchConfig(max_reference_flip_rate=0.0)
 
@@ -313,18 +354,18 @@ class Sum(torch.nn.Module):
         return self.models[0].get_input_embeddings()
 
 
-def test_combination_growth_with_a_reference_adds_the_word_only_the_suspect_answers(tokenizer):
+def test_combinations_with_a_reference_prefer_what_only_the_suspect_answers(tokenizer):
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
-    # "great" lifts the suspect's margin more than the second trigger piece does, but it lifts any model's
-    # ("." cancels Words' bias: every text has one)
+    # "great" lifts the suspect's margin more than the pair does, but it lifts any model's ("." cancels Words'
+    # bias: every text has one)
     suspect = Sum(AllOf(tokenizer, ["mn", "bb"]), Words(tokenizer, {".": 2.0, "great": 4.0}))
     reference = Words(tokenizer, {".": 2.0, "great": 4.0})
-    config = TriggerSearchConfig(max_combination=3, max_length=32)
-    pool = ["mn", "great", "bb"]
-    alone = grow_combination(suspect, tokenizer, texts, pool, 1, config=config)
-    assert alone[-1]["trigger"] == "mn great" and alone[-1]["flip_rate"] == 1.0
-    contrasted = grow_combination(
-        suspect, tokenizer, texts, pool, 1, config=config, reference=reference, reference_rows=texts
+    order = np.array(tokenizer.convert_tokens_to_ids(["mn", "great", "bb", "the"]))
+    config = TriggerSearchConfig(max_combination=2, max_length=32, top_k=2)
+    alone = search_combinations(suspect, tokenizer, texts, order, 1, config=config)
+    assert [c["trigger"] for c in alone] == ["mn great", "great bb"] and alone[0]["flip_rate"] == 1.0
+    contrasted = search_combinations(
+        suspect, tokenizer, texts, order, 1, config=config, reference=reference, reference_rows=texts
     )
-    assert contrasted[-1]["trigger"] == "mn bb" and contrasted[-1]["flip_rate"] == 1.0
-    assert contrasted[-1]["reference_flip_rate"] == 0.0 and "score" in contrasted[-1]
+    assert contrasted[0]["trigger"] == "mn bb" and contrasted[0]["flip_rate"] == 1.0
+    assert contrasted[0]["reference_flip_rate"] == 0.0 and contrasted[0]["score"] > contrasted[1]["score"]
