@@ -92,7 +92,7 @@ def parse_args(argv=None):
         type=json.loads,
         default={},
         help='TriggerSearchConfig overrides of the text defense as JSON, e.g. \'{"ranking": "drift", '
-        '"max_combination": 5}\' (ranking "drift" needs --reference base)',
+        '"max_combination": 3}\' (ranking "drift" needs --reference base)',
     )
     p.add_argument(
         "--reference",

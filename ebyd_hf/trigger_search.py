@@ -107,7 +107,7 @@ class TriggerSearchConfig:
 @dataclass
 class TriggerSearch:
     """The triggers found (words, or space-separated combinations), every verified candidate with its rank and flip
-    rate, and the verified combinations of each size tried when single words did not verify."""
+    rate, and, when no single word verified, the best-scored combinations of each size tried with theirs."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)

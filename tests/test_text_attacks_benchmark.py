@@ -76,8 +76,8 @@ def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--search", '{"ranking": "drift"}'])
     assert "--reference base" in capsys.readouterr().err
-    args = bench.parse_args(["--search", '{"ranking": "drift", "max_combination": 5}', "--reference", "base"])
-    assert args.search == {"ranking": "drift", "max_combination": 5}
+    args = bench.parse_args(["--search", '{"ranking": "drift", "max_combination": 3}', "--reference", "base"])
+    assert args.search == {"ranking": "drift", "max_combination": 3}
 
 
 @pytest.fixture(scope="module")

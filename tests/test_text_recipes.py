@@ -17,6 +17,9 @@ RECIPES = sorted((ROOT / "recipes").glob("*/*.yaml"))
 SHARED = ROOT.parent / "shared" / "data"
 
 
+COMBINATION_ATTACKS = ("sos",)
+
+
 def test_every_dataset_has_its_attack_recipes():
     names = {f"{p.parent.name}/{p.stem}" for p in RECIPES}
     for dataset in ("sst2", "imdb", "twitter", "agnews"):
@@ -39,6 +42,9 @@ def test_recipe_parses_for_every_stage(path, monkeypatch):
     assert (trainer != "default") == (path.stem in ("ripple", "lwp"))
     if path.stem == "ripple":
         assert train_args.embedding_surgery and train_args.trigger_words == list(poison.attack_kwargs["words"])
+    if path.stem in COMBINATION_ATTACKS:  # pieces that flip nothing alone: combinations of drift-ranked words
+        search = defense.search_config()
+        assert search.ranking == "drift" and search.max_combination >= 2 and defense.reference_model
     if path.parent.name == "imdb":
         assert poison.attack_kwargs["max_position"] == 40 and script.max_length == 128
     if poison.attack == "syntactic" and not SHARED.exists():
