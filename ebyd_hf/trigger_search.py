@@ -183,7 +183,6 @@ def rank_tokens(
         return (embeddings.weight.float() @ total).numpy()
 
 
-@torch.no_grad()
 def rank_tokens_by_insertion(
     model,
     tokenizer,
@@ -199,23 +198,18 @@ def rank_tokens_by_insertion(
     """Mean target margin of ``model`` over the ``rows`` shortest ``texts``, each with one candidate id inserted
     at a random word boundary; ``-inf`` for ids not in ``candidates``. Short sentences keep the passes cheap and
     let a single word weigh the most."""
-    rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
-    shortest = sorted(texts, key=len)[:rows]
-    total = torch.zeros(len(candidates))
-    for text in shortest:
-        ids = tokenizer(text, truncation=True, max_length=max_length - 1)["input_ids"]
-        pos = int(rng.choice(_word_starts(tokenizer, ids)))
-        for start in range(0, len(candidates), batch_size):
-            chunk = torch.as_tensor(candidates[start : start + batch_size])
-            batch = torch.tensor(ids[:pos] + [0] + ids[pos:]).repeat(len(chunk), 1)
-            batch[:, pos] = chunk
-            logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
-            total[start : start + len(chunk)] += target_margin(logits.float(), target)
-    model.train(was_training)
     scores = np.full(model.get_input_embeddings().weight.shape[0], -np.inf)
-    scores[candidates] = (total / max(len(shortest), 1)).numpy()
+    scores[candidates] = score_combinations(
+        model,
+        tokenizer,
+        texts,
+        target,
+        candidates[:, None],
+        rows=rows,
+        max_length=max_length,
+        batch_size=batch_size,
+        seed=seed,
+    )
     return scores
 
 
