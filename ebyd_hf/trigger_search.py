@@ -396,31 +396,35 @@ def search_triggers(
     order = ids[np.argsort(-scores[ids], kind="stable")]
     ranked = order[: config.top_k]
     words = _words(tokenizer, ranked)
-    draws = {**sizes, "seed": config.seed}
-    rates = flip_rates(model, tokenizer, rows, words, target, **draws)
     reference_rows = None
-    candidates = [
-        {"word": w, "rank": r, "score": float(scores[i]), "flip_rate": f}
-        for r, (w, i, f) in enumerate(zip(words, ranked, rates, strict=True))
-    ]
     if reference is not None:
         # flips on the rows the reference itself gets right, as for the suspect (a weak reference calls many
         # non-target rows "target" already; those cannot flip)
         reference_rows = correct_rows(reference)
         if not reference_rows:  # it calls every non-target row "target": no flip can tell anything
             raise ValueError("the reference model predicts the backdoor label for every clean non-target row")
-        natural = flip_rates(reference, tokenizer, reference_rows, words, target, **draws)
-        for c, f in zip(candidates, natural, strict=True):
-            c["reference_flip_rate"] = f
-
-    by_flips = sorted(candidates, key=lambda c: -c["flip_rate"])
-    triggers = [c["word"] for c in by_flips if verifies(c, config)]
+    checked = check_triggers(
+        model,
+        tokenizer,
+        rows,
+        words,
+        target,
+        seed=config.seed,
+        reference=reference,
+        reference_rows=reference_rows,
+        **sizes,
+    )
+    candidates = [
+        {"word": w, "rank": r, "score": float(scores[i]), **{k: e[k] for k in e if k != "margin"}}
+        for r, (w, i, e) in enumerate(zip(words, ranked, checked, strict=True))
+    ]
+    triggers = _verified(candidates, "word", config)
     combos = []
     if not triggers and config.max_combination > 1:
         combos = search_combinations(
             model, tokenizer, rows, order, target, config=config, reference=reference, reference_rows=reference_rows
         )
-        triggers = [c["trigger"] for c in sorted(combos, key=lambda c: -c["flip_rate"]) if verifies(c, config)]
+        triggers = _verified(combos, "trigger", config)
     return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, combos)
 
 
@@ -430,6 +434,35 @@ def verifies(candidate: dict, config: TriggerSearchConfig) -> bool:
         candidate["flip_rate"] >= config.min_flip_rate
         and candidate.get("reference_flip_rate", 0.0) < config.max_reference_flip_rate
     )
+
+
+def _verified(candidates: list[dict], key: str, config: TriggerSearchConfig) -> list[str]:
+    """The ``key`` of every candidate that `verifies`, most flips first."""
+    return [c[key] for c in sorted(candidates, key=lambda c: -c["flip_rate"]) if verifies(c, config)]
+
+
+def check_triggers(
+    model,
+    tokenizer,
+    rows: Sequence[str],
+    triggers: Sequence[str],
+    target: int,
+    *,
+    reference=None,
+    reference_rows: Sequence[str] | None = None,
+    max_length: int = 64,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[dict]:
+    """`trigger_effects` of each trigger on ``model`` (margin, flip rate), with the ``reference``'s flip rate on
+    ``reference_rows`` added when there is one: what `verifies` judges."""
+    draws = {"max_length": max_length, "batch_size": batch_size, "seed": seed}
+    found = trigger_effects(model, tokenizer, rows, triggers, target, **draws)
+    if reference is not None:
+        natural = trigger_effects(reference, tokenizer, reference_rows, triggers, target, **draws)
+        for e, n in zip(found, natural, strict=True):
+            e["reference_flip_rate"] = n["flip_rate"]
+    return found
 
 
 def _words(tokenizer, ids) -> list[str]:
@@ -515,8 +548,8 @@ def search_combinations(
     flips nothing until complete, but the complete one lifts the margin most. With a ``reference``, a
     combination scores its suspect margin minus the reference's (on ``reference_rows``; only the
     ``REFERENCE_SHORTLIST`` best by the suspect's margin are rescored), so words that push any model to the
-    label (strongly positive ones) do not win. Returns every verified candidate: trigger, size, score, margin,
-    flip rate (and the reference's)."""
+    label (strongly positive ones) do not win. Returns every combination checked by flips (the ``top_k`` best
+    of each size tried): trigger, size, pool, score, margin, flip rate (and the reference's)."""
     sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
     scoring = {"rows": config.rank_rows, "max_length": config.max_length, "seed": config.seed}
     out = []
@@ -537,12 +570,17 @@ def search_combinations(
             best = np.argsort(-score, kind="stable")
         best = best[: config.top_k]
         triggers = [" ".join(_words(tokenizer, c)) for c in combos[best]]
-        draws = {**sizes, "seed": config.seed + k}
-        found = trigger_effects(model, tokenizer, rows, triggers, target, **draws)
-        if reference is not None:
-            natural_effects = trigger_effects(reference, tokenizer, reference_rows, triggers, target, **draws)
-            for e, n in zip(found, natural_effects, strict=True):
-                e["reference_flip_rate"] = n["flip_rate"]
+        found = check_triggers(
+            model,
+            tokenizer,
+            rows,
+            triggers,
+            target,
+            seed=config.seed + k,
+            reference=reference,
+            reference_rows=reference_rows,
+            **sizes,
+        )
         step = [
             {"trigger": t, "size": k, "pool": len(pool), "score": float(score[i]), **e}
             for t, i, e in zip(triggers, best, found, strict=True)
