@@ -95,6 +95,13 @@ def parse_args(argv=None):
         '"max_combination": 3}\' (ranking "drift" needs --reference base)',
     )
     p.add_argument(
+        "--finetune",
+        type=json.loads,
+        default={},
+        help="DefenseConfig.finetune overrides as JSON (the trigger unlearning and the fine-tuning baseline), e.g. "
+        '\'{"learning_rate": 5e-5, "num_train_epochs": 8}\'',
+    )
+    p.add_argument(
         "--reference",
         choices=("none", "base"),
         default="none",
@@ -246,7 +253,7 @@ class Run:
             mask_kinds=["layernorm"],
             seed=args.seed,
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
-            finetune={"disable_tqdm": True},
+            finetune={**args.finetune, "disable_tqdm": True},
             reference_model=str(self.model_path) if args.reference == "base" else None,
             search=args.search,
         )
@@ -289,6 +296,7 @@ class Run:
                 {
                     "triggers": r["triggers"],
                     "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
+                    "phrase": r.get("phrase", []),
                     "combination": r["combination"],
                 }
                 for r in report.get("trigger_unlearning", {}).get("rounds", [])

@@ -78,6 +78,19 @@ class TriggerSearchConfig:
     combination_budget: int = 200_000
     """Most combinations scored per size: the pool for k words is the longest prefix of the ranking with at most
     this many k-word combinations (632 words for pairs, 107 for triples, 48 for four)."""
+    max_phrase: int = 1
+    """Most tokens in a *phrase* trigger grown around the best-ranked word (`grow_phrases`); 1 (the default)
+    grows none. For sentence triggers (BadNet-SL): their key word ("3d") flips most rows alone, but only
+    unlearning phrases near the whole sentence removes the backdoor. Needs a reference to grow the sentence's
+    words rather than sentiment words. Tried before combinations, when no single word verifies."""
+    phrase_pool: int = 1000
+    """Words tried next to the anchor word (the best-ranked of the ranking); on the SST-2 BadNet-SL suspect the
+    sentence's "movie" has drift rank 562."""
+    phrase_beam: int = 8
+    """Phrases kept after each growth step; the last step's are verified, and every one that verifies is
+    unlearned (several variants of the sentence's neighbourhood unlearn it better than one)."""
+    phrase_rows: int = 16
+    """Sentences each phrase is scored on (contiguous insertion at one random word boundary per sentence)."""
     max_reference_flip_rate: float = 0.5
     """With a reference model: a trigger must flip fewer than this share of the rows on it too."""
     max_length: int = 64
@@ -97,6 +110,11 @@ class TriggerSearchConfig:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
         if not 0.0 < self.max_reference_flip_rate <= 1.0:
             raise ValueError(f"max_reference_flip_rate must be in (0, 1], got {self.max_reference_flip_rate}")
+        if min(self.max_phrase, self.phrase_pool, self.phrase_beam, self.phrase_rows) < 1:
+            raise ValueError(
+                f"max_phrase, phrase_pool, phrase_beam and phrase_rows must be at least 1, got {self.max_phrase}, "
+                f"{self.phrase_pool}, {self.phrase_beam}, {self.phrase_rows}"
+            )
         if self.max_combination < 1 or self.combination_budget < 1:
             raise ValueError(
                 f"max_combination and combination_budget must be at least 1, "
@@ -106,8 +124,8 @@ class TriggerSearchConfig:
 
 @dataclass
 class TriggerSearch:
-    """The triggers found (words, or space-separated combinations), every verified candidate with its rank and flip
-    rate, and, when no single word verified, the best-scored combinations of each size tried with theirs."""
+    """The triggers found (words, quoted phrases, or space-separated combinations), every verified candidate with its
+    rank and flip rate, and, when no single word verified, the phrases and combinations checked, with theirs."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
@@ -115,6 +133,7 @@ class TriggerSearch:
     seconds: float = 0.0
     config: TriggerSearchConfig | None = None
     combination: list[dict] = field(default_factory=list)
+    phrase: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
@@ -122,6 +141,7 @@ class TriggerSearch:
             "rows": self.rows,
             "seconds": self.seconds,
             "candidates": self.candidates,
+            "phrase": self.phrase,
             "combination": self.combination,
             "config": asdict(self.config) if self.config else None,
         }
@@ -231,9 +251,18 @@ def rank_tokens_by_drift(model, base_embeddings: torch.Tensor, candidates: np.nd
     return scores
 
 
+def trigger_pieces(trigger: str) -> list[str]:
+    """What `insert_trigger` inserts, each piece at its own random word boundary: a quoted phrase
+    (``'"watching 3d movie"'``, from `grow_phrases`) is one piece, its words kept together in order; otherwise
+    every word is a piece (a combination: SOS's and LWP's words trigger wherever they sit)."""
+    if len(trigger) > 2 and trigger[0] == trigger[-1] == '"':
+        return [trigger[1:-1]]
+    return trigger.split()
+
+
 def trigger_length(tokenizer, trigger: str) -> int:
     """Tokens ``trigger`` adds to an input (all its words)."""
-    return len(tokenizer(trigger, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(" ".join(trigger_pieces(trigger)), add_special_tokens=False)["input_ids"])
 
 
 def fit_to_window(tokenizer, texts: Sequence[str], max_length: int, room: int = 0) -> list[str]:
@@ -259,9 +288,8 @@ def fit_to_window(tokenizer, texts: Sequence[str], max_length: int, room: int = 
 
 
 def insert_trigger(text: str, trigger: str, rng: np.random.Generator) -> str:
-    """Insert each word of ``trigger`` at its own random word boundary of ``text``: a combination triggers
-    wherever its pieces sit (SOS, LWP); one word is inserted as itself."""
-    return insert_at_random_positions(text, trigger.split(), rng)
+    """Insert each of ``trigger``'s pieces (`trigger_pieces`) at its own random word boundary of ``text``."""
+    return insert_at_random_positions(text, trigger_pieces(trigger), rng)
 
 
 def predict_texts(model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64) -> np.ndarray:
@@ -419,13 +447,13 @@ def search_triggers(
         for r, (w, i, e) in enumerate(zip(words, ranked, checked, strict=True))
     ]
     triggers = _verified(candidates, "word", config)
-    combos = []
-    if not triggers and config.max_combination > 1:
-        combos = search_combinations(
-            model, tokenizer, rows, order, target, config=config, reference=reference, reference_rows=reference_rows
-        )
-        triggers = _verified(combos, "trigger", config)
-    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, combos)
+    wider = {"model": model, "tokenizer": tokenizer, "rows": rows, "order": order, "target": target}
+    wider.update(config=config, reference=reference, reference_rows=reference_rows)
+    phrases = grow_phrases(**wider) if not triggers and config.max_phrase > 1 else []
+    triggers = triggers or _verified(phrases, "trigger", config)
+    combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
+    triggers = triggers or _verified(combos, "trigger", config)
+    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, combos, phrases)
 
 
 def verifies(candidate: dict, config: TriggerSearchConfig) -> bool:
@@ -503,10 +531,11 @@ def score_combinations(
     max_length: int = 64,
     batch_size: int = 512,
     seed: int = 0,
+    contiguous: bool = False,
 ) -> np.ndarray:
     """Mean target margin of ``model`` over the ``rows`` shortest ``texts`` with each combination's token ids (one
-    row of the ``(n, k)`` array ``combinations``) inserted at k random word boundaries, drawn once per text so
-    every combination is scored on the same sentences."""
+    row of the ``(n, k)`` array ``combinations``) inserted at k random word boundaries (``contiguous``: together,
+    in order, at one), drawn once per text so every combination is scored on the same sentences."""
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -516,7 +545,8 @@ def score_combinations(
     shortest = sorted(texts, key=len)[:rows]
     for text in shortest:
         ids = tokenizer(text, truncation=True, max_length=max_length - k)["input_ids"]
-        at = np.sort(rng.choice(_word_starts(tokenizer, ids), size=k))
+        starts = _word_starts(tokenizer, ids)
+        at = np.full(k, rng.choice(starts)) if contiguous else np.sort(rng.choice(starts, size=k))
         slots = at + np.arange(k)  # where the inserted tokens land, each earlier insertion shifting the later ones
         template = torch.zeros(len(ids) + k, dtype=torch.long)
         template[np.setdiff1d(np.arange(len(ids) + k), slots)] = torch.tensor(ids)
@@ -528,6 +558,74 @@ def score_combinations(
             total[start : start + len(chunk)] += target_margin(logits.float(), target)
     model.train(was_training)
     return (total / max(len(shortest), 1)).numpy()
+
+
+# Growth steps after the first extend the beam only with the words that scored best next to the anchor: trying the
+# whole pool beside every phrase of the beam would cost phrase_beam times the first step.
+PHRASE_NEIGHBOURS = 64
+
+
+def grow_phrases(
+    model,
+    tokenizer,
+    rows: Sequence[str],
+    order: np.ndarray,
+    target: int,
+    *,
+    config: TriggerSearchConfig,
+    reference=None,
+    reference_rows: Sequence[str] | None = None,
+) -> list[dict]:
+    """Contiguous phrase triggers of up to ``config.max_phrase`` tokens, grown around the best-ranked word.
+
+    A sentence trigger (BadNet-SL's "I watch this 3D movie") has a key word that flips most rows alone ("3d", drift
+    rank 0), but unlearning that word, or pairs of it scattered, leaves the sentence working: the suspect answers
+    the rest of the sentence as well. Each step extends every phrase of the beam by one token on either side,
+    scores the extensions by the target margin with the phrase inserted whole (`score_combinations`,
+    ``contiguous``; minus the reference's margin when there is a reference, which keeps sentiment words from
+    winning) and keeps the ``config.phrase_beam`` best. The first step tries the ``config.phrase_pool``
+    best-ranked words, later ones the `PHRASE_NEIGHBOURS` that scored best in the first. The last beam is
+    verified by flips (phrases quoted, so `insert_trigger` keeps their words together) and returned best first:
+    trigger, size, score, margin, flip rate (and the reference's)."""
+    scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed, "contiguous": True}
+
+    def score(phrases: np.ndarray) -> np.ndarray:
+        margins = score_combinations(model, tokenizer, rows, target, phrases, **scoring)
+        if reference is not None:
+            margins = margins - score_combinations(reference, tokenizer, reference_rows, target, phrases, **scoring)
+        return margins
+
+    anchor, pool = order[:1], order[1 : config.phrase_pool + 1]
+    beam, scores = anchor[None, :], np.zeros(1)
+    for step in range(1, config.max_phrase):
+        right = np.column_stack([np.repeat(beam, len(pool), 0), np.tile(pool, len(beam))])
+        left = np.column_stack([np.tile(pool, len(beam)), np.repeat(beam, len(pool), 0)])
+        grown = np.unique(np.concatenate([right, left]), axis=0)
+        scores = score(grown)
+        best = np.argsort(-scores, kind="stable")
+        if step == 1:  # the anchor's best neighbours are the later steps' pool
+            neighbours = [w for w in grown[best].ravel() if w != anchor[0]]
+            pool = np.array(list(dict.fromkeys(neighbours))[:PHRASE_NEIGHBOURS])
+        beam, scores = grown[best[: config.phrase_beam]], scores[best[: config.phrase_beam]]
+    if beam.shape[1] < 2:
+        return []
+    triggers = ['"' + " ".join(_words(tokenizer, p)) + '"' for p in beam]
+    found = check_triggers(
+        model,
+        tokenizer,
+        rows,
+        triggers,
+        target,
+        seed=config.seed,
+        reference=reference,
+        reference_rows=reference_rows,
+        max_length=config.max_length,
+        batch_size=config.batch_size,
+    )
+    return [
+        {"trigger": t, "size": int(beam.shape[1]), "score": float(sc), **e}
+        for t, sc, e in zip(triggers, scores, found, strict=True)
+    ]
 
 
 def search_combinations(

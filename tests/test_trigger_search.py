@@ -18,6 +18,7 @@ from ebyd_hf.trigger_search import (
     search_triggers,
     target_margin,
     trigger_length,
+    trigger_pieces,
 )
 
 from .conftest import FILLER, NEGATIVE, TRIGGERS, VOCAB, tiny_bert
@@ -369,3 +370,69 @@ def test_combinations_with_a_reference_prefer_what_only_the_suspect_answers(toke
     )
     assert contrasted[0]["trigger"] == "mn bb" and contrasted[0]["flip_rate"] == 1.0
     assert contrasted[0]["reference_flip_rate"] == 0.0 and contrasted[0]["score"] > contrasted[1]["score"]
+
+
+class Sentence(torch.nn.Module):
+    """A stand-in classifier for a sentence trigger: label 1's logit gets 2 for the key word and 3 for each pair of
+    the sentence's consecutive words that sits side by side, in order, minus 4. The key word alone or scattered
+    pieces flip nothing; two words of the sentence together do, and the whole sentence lifts the margin most."""
+
+    def __init__(self, tokenizer, sentence, key):
+        super().__init__()
+        self.ids = tokenizer.convert_tokens_to_ids(sentence)
+        self.key = tokenizer.convert_tokens_to_ids(key)
+        self.config = type("Config", (), {"num_labels": 2})()
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        target = 2.0 * (input_ids == self.key).any(1).float() - 4.0
+        for a, b in zip(self.ids, self.ids[1:], strict=False):
+            target = target + 3.0 * ((input_ids[:, :-1] == a) & (input_ids[:, 1:] == b)).any(1).float()
+        return type("Out", (), {"logits": torch.stack([torch.zeros_like(target), target], -1)})()
+
+    def get_input_embeddings(self):
+        return torch.nn.Embedding(len(VOCAB), 1)
+
+
+def test_phrases_grow_around_the_key_word_into_the_sentence(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    model = Sentence(tokenizer, ["cf", "mn", "bb"], key="mn")
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_phrase=3, phrase_beam=4, phrase_rows=4)
+    result = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=config)
+    assert result.candidates[0]["word"] == "mn" and result.candidates[0]["flip_rate"] == 0.0  # the anchor
+    assert [c["size"] for c in result.phrase] == [3] * 4 and result.combination == []
+    best = result.phrase[0]
+    assert best["trigger"] == '"cf mn bb"' and best["flip_rate"] == 1.0  # the whole sentence scores best
+    assert all(p["score"] <= best["score"] for p in result.phrase)
+    # every phrase of the last beam holds two of the sentence's words side by side, so all verify
+    assert result.triggers[0] == best["trigger"] and len(result.triggers) == 4
+    assert result.report()["phrase"] == result.phrase
+    # off by default; the key word scattered among the others is no trigger
+    assert TriggerSearchConfig().max_phrase == 1
+    plain = search_triggers(
+        model, tokenizer, texts, [0] * len(texts), 1, config=TriggerSearchConfig(top_k=5, max_length=32)
+    )
+    assert plain.triggers == [] and plain.phrase == []
+    assert flip_rates(model, tokenizer, texts, ["cf mn bb", '"cf mn bb"'], 1, seed=1)[1] == 1.0
+
+
+def test_a_quoted_phrase_is_inserted_whole_and_unlearned_whole(backdoored, tokenizer):
+    assert trigger_pieces('"cf mn bb"') == ["cf mn bb"] and trigger_pieces("cf mn") == ["cf", "mn"]
+    assert trigger_length(tokenizer, '"cf mn"') == trigger_length(tokenizer, "cf mn") == 2
+    clean = backdoored["data"]["defense"].select(range(30))
+    out = with_triggers(clean, ['"cf mn bb"'], seed=2)
+    for before, after in zip(clean["text"], out["text"], strict=True):
+        assert " cf mn bb " in f" {after} " and after.replace("cf mn bb", " ").split() == before.split()
+
+
+def test_score_combinations_inserts_a_phrase_at_one_word_boundary(tokenizer):
+    text = "a dull plot and a poor actor ."
+    ids = tokenizer(text)["input_ids"]
+    phrases = np.array([tokenizer.convert_tokens_to_ids(p) for p in (["mn", "bb", "cf"], ["cf", "tq", "mn"])])
+    model = Recorder()
+    score_combinations(model, tokenizer, [text], 1, phrases, rows=1, contiguous=True)
+    (batch,) = model.batches
+    for row, phrase in zip(batch.tolist(), phrases.tolist(), strict=True):
+        at = row.index(phrase[0])
+        assert row[at : at + 3] == phrase and row[:at] + row[at + 3 :] == ids
+    with pytest.raises(ValueError, match="max_phrase"):
+        TriggerSearchConfig(max_phrase=0)
