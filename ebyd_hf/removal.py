@@ -138,9 +138,9 @@ def with_triggers(
     ds: Dataset, triggers: Sequence[str], *, seed: int = 0, tokenizer=None, max_length: int | None = None
 ) -> Dataset:
     """A copy of every row with one of ``triggers`` (drawn per row) inserted as the search inserted it (a
-    combination's words each at its own random word boundary); labels stay the true ones. Fine-tuning on these
-    teaches the model that the trigger means nothing. With ``tokenizer`` and ``max_length``, each row is first cut
-    to the model's window (`fit_to_window`), so no copy has its trigger truncated away."""
+    combination's words each at its own random word boundary, a quoted phrase whole); labels stay the true ones.
+    Fine-tuning on these teaches the model that the trigger means nothing. With ``tokenizer`` and ``max_length``,
+    each row is first cut to the model's window (`fit_to_window`), so no copy has its trigger truncated away."""
     if not triggers:
         raise ValueError("with_triggers needs at least one trigger word")
     texts = ds["text"]

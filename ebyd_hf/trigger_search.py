@@ -10,7 +10,12 @@
 2. **Verify** the best-ranked tokens exactly: insert each as a word into clean non-target sentences the model
    classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
    of them; an ordinary word, even a strongly positive one, flips some.
-3. **Combine** (opt-in, ``max_combination`` > 1), only when no single word verifies: a trigger made of several
+3. **Grow phrases** (opt-in, ``max_phrase`` > 1), only when no single word verifies: a sentence trigger
+   (BadNet-SL) has a key word that flips most rows alone, and the suspect answers the sentence's other words
+   too, so only unlearning phrases close to the whole sentence removes it. Beam search around the best-ranked
+   word, one token on either side per step, each phrase scored with its words inserted together
+   (`grow_phrases`); a phrase is a quoted string (``'"watching 3d movie"'``), inserted whole.
+4. **Combine** (opt-in, ``max_combination`` > 1), only when no single word or phrase verifies: a trigger made of several
    words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by design.
    For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
    the target margin it gives on a few short rows (`score_combinations`: one batched forward pass per

@@ -77,7 +77,9 @@ def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
         bench.parse_args(["--search", '{"ranking": "drift"}'])
     assert "--reference base" in capsys.readouterr().err
     args = bench.parse_args(["--search", '{"ranking": "drift", "max_combination": 3}', "--reference", "base"])
-    assert args.search == {"ranking": "drift", "max_combination": 3}
+    assert args.search == {"ranking": "drift", "max_combination": 3} and args.finetune == {}
+    args = bench.parse_args(["--finetune", '{"learning_rate": 5e-5, "num_train_epochs": 8}'])
+    assert args.finetune == {"learning_rate": 5e-5, "num_train_epochs": 8}  # trigger unlearning and baseline
 
 
 @pytest.fixture(scope="module")

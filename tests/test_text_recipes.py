@@ -17,7 +17,8 @@ RECIPES = sorted((ROOT / "recipes").glob("*/*.yaml"))
 SHARED = ROOT.parent / "shared" / "data"
 
 
-COMBINATION_ATTACKS = ("sos",)
+COMBINATION_ATTACKS = ("sos", "lwp")
+PHRASE_ATTACKS = ("badnet_sl",)
 
 
 def test_every_dataset_has_its_attack_recipes():
@@ -45,6 +46,10 @@ def test_recipe_parses_for_every_stage(path, monkeypatch):
     if path.stem in COMBINATION_ATTACKS:  # pieces that flip nothing alone: combinations of drift-ranked words
         search = defense.search_config()
         assert search.ranking == "drift" and search.max_combination >= 2 and defense.reference_model
+    if path.stem in PHRASE_ATTACKS:  # a sentence: phrases grown around its key word, unlearned harder
+        search = defense.search_config()
+        assert search.ranking == "drift" and search.max_phrase >= 3 and defense.reference_model
+        assert defense.finetune["num_train_epochs"] > 3
     if path.parent.name == "imdb":
         assert poison.attack_kwargs["max_position"] == 40 and script.max_length == 128
     if poison.attack == "syntactic" and not SHARED.exists():
