@@ -296,7 +296,7 @@ class Run:
                 {
                     "triggers": r["triggers"],
                     "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
-                    "phrase": r.get("phrase", []),
+                    "phrase": r["phrase"],
                     "combination": r["combination"],
                 }
                 for r in report.get("trigger_unlearning", {}).get("rounds", [])
