@@ -13,6 +13,12 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
     python benchmarks/text_attacks.py --suspect_cache runs/text_suspects --resume    # continue a run cut short
     python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # README table so far
+    python benchmarks/text_attacks.py --defense recipe --suspect_cache runs/text_suspects     # each recipe's defense
+    python benchmarks/text_attacks.py --table a.json b.json    # several results merged, later keys winning
+
+``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
+search, harder unlearning for the attacks whose recipes set them), which needs the attack known; the default
+defends every key alike, as a user who does not know the attack would.
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
 every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there.
@@ -31,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import transformers
+import yaml
 from transformers import AutoModelForSequenceClassification, Trainer
 
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
@@ -43,6 +50,7 @@ from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
 from common import DATA, MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RECIPES = os.path.join(HERE, "..", "recipes")
 ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
 # Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
 PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
@@ -108,12 +116,22 @@ def parse_args(argv=None):
         help="'base': the trigger search contrasts the suspect with the clean base model fine-tuned on the defense "
         "rows (DefenseConfig.reference_model)",
     )
+    p.add_argument(
+        "--defense",
+        choices=("default", "recipe"),
+        default="default",
+        help="'default': the project's default text defense for every key (with --search/--finetune/--reference "
+        "if given); 'recipe': each key's recipes/<dataset>/<attack>.yaml defend settings (reference model, trigger "
+        "search, fine-tuning), as a user running that recipe gets",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
     p.add_argument(
         "--table",
+        nargs="+",
         default=None,
         metavar="JSON",
-        help="print the table of a results file (or a run's .partial checkpoint) and exit; nothing is run",
+        help="print the table of results files (or a run's .partial checkpoint) and exit; nothing is run. With "
+        "several, they are merged in order, a later file's key replacing an earlier one's",
     )
     p.add_argument(
         "--resume",
@@ -121,6 +139,8 @@ def parse_args(argv=None):
         help="keep the results already in <output>.partial (a run cut short) and run only the missing keys",
     )
     args = p.parse_args(argv)
+    if args.defense == "recipe" and (args.search or args.finetune or args.reference != "none"):
+        p.error("--defense recipe takes each recipe's settings: drop --search, --finetune and --reference")
     if args.search.get("ranking") == "drift" and args.reference != "base":
         p.error('--search {"ranking": "drift"} needs --reference base (drift is measured from the base model)')
     return args
@@ -248,14 +268,18 @@ class Run:
         suspect_metrics = measure(suspect)
         print(f"{name}/{attack_name} suspect", suspect_metrics, flush=True)
 
+        setting = {"recipe": None, "reference": args.reference == "base", "search": args.search}
+        setting["finetune"] = args.finetune
+        if args.defense == "recipe":
+            setting = recipe_defense(name, attack_name)
         config = DefenseConfig(
             max_length=setup.max_length,
             mask_kinds=["layernorm"],
             seed=args.seed,
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
-            finetune={**args.finetune, "disable_tqdm": True},
-            reference_model=str(self.model_path) if args.reference == "base" else None,
-            search=args.search,
+            finetune={**setting["finetune"], "disable_tqdm": True},
+            reference_model=str(self.model_path) if setting["reference"] else None,
+            search=setting["search"],
         )
         scratch = os.path.join(self.scratch, f"defense_{name}_{attack_name}")
         result = run_defense(
@@ -320,10 +344,29 @@ class Run:
                 "learning_rate": args.learning_rate,
                 **trainer_info,
                 "finetune_epochs": args.finetune_epochs,
+                "defense_setting": args.defense,
+                "recipe": setting["recipe"],
                 "defense_config": report["config"],
             },
             "environment": environment(),
         }
+
+
+def recipe_defense(name: str, attack_name: str, folder: str = RECIPES) -> dict:
+    """What ``recipes/<name>/<attack_name>.yaml`` changes in the defense, per attack: whether it contrasts with a
+    reference model (the recipes name the Hub's MiniLM; the benchmark uses the same model's pip copy), the trigger
+    search and the fine-tuning settings. Its other defend keys are the benchmark's fixed settings already."""
+    path = os.path.join(folder, name, f"{attack_name}.yaml")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--defense recipe needs {path}")
+    with open(path) as f:
+        defend = (yaml.safe_load(f) or {}).get("defend", {})
+    return {
+        "recipe": os.path.relpath(path, os.path.join(folder, "..")),
+        "reference": bool(defend.get("reference_model")),
+        "search": dict(defend.get("search") or {}),
+        "finetune": dict(defend.get("finetune") or {}),
+    }
 
 
 def pick_others(results: dict, clean_ca: float | None) -> list[str]:
@@ -343,8 +386,11 @@ def pick_others(results: dict, clean_ca: float | None) -> list[str]:
 def main(argv=None):
     args = parse_args(argv)
     if args.table:
-        with open(args.table) as f:
-            print_table(json.load(f))
+        merged: dict = {}
+        for path in args.table:
+            with open(path) as f:
+                merged.update(json.load(f))
+        print_table(merged)
         return
     run = Run(args)
     results: dict = {}
@@ -387,13 +433,30 @@ def main(argv=None):
     print(f"total {total / 60:.1f} min; wrote {args.output}")
 
 
+def defense_setting(entry: dict) -> str:
+    """A key's defense in a few words: "default", or what its settings add (reference, search, fine-tuning)."""
+    config = entry.get("setup", {}).get("defense_config") or {}
+    parts = ["reference"] if config.get("reference_model") else []
+    search = config.get("search") or {}
+    if search.get("ranking", "insertion") != "insertion":
+        parts.append(f"{search['ranking']} ranking")
+    if search.get("max_phrase", 1) > 1:
+        parts.append(f"phrases of {search['max_phrase']}")
+    if search.get("max_combination", 1) > 1:
+        parts.append(f"combinations of {search['max_combination']}")
+    tuned = {k: v for k, v in (config.get("finetune") or {}).items() if k in ("learning_rate", "num_train_epochs")}
+    if tuned:
+        parts.append(f"unlearning {tuned.get('num_train_epochs', 3):g} epochs at {tuned.get('learning_rate', 2e-5):g}")
+    return ", ".join(parts) or "default"
+
+
 def print_table(results: dict) -> None:
-    """The README's Markdown table (per key: suspect, label found, after the default defense, after fine-tuning,
-    the words unlearned), then each dataset's mean ASR after the defense against the paper's."""
+    """The README's Markdown table (per key: suspect, label found, after the defense and its setting, after
+    fine-tuning, the words unlearned), then each dataset's mean ASR after the defense against the paper's."""
     pct = lambda m: f"{100 * m['ca']:.1f}% / {100 * m['asr']:.1f}%"  # noqa: E731
-    columns = ["key", "suspect CA / ASR", "label found (target)", "default defense CA / ASR", "fine-tuning CA / ASR"]
-    print("\n| " + " | ".join([*columns, "words unlearned"]) + " |")
-    print("|---|---|---|---|---|---|")
+    columns = ["key", "suspect CA / ASR", "label found (target)", "defense CA / ASR", "defense setting"]
+    print("\n| " + " | ".join([*columns, "fine-tuning CA / ASR", "words unlearned"]) + " |")
+    print("|---|---|---|---|---|---|---|")
 
     def order(key: str) -> tuple:  # datasets, then each one's clean model and attacks, in the paper's order
         name, attack = key.split("/")
@@ -402,13 +465,13 @@ def print_table(results: dict) -> None:
     for key in sorted(results, key=order):
         r = results[key]
         if key.endswith("/clean"):
-            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | |")
+            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | |")
             continue
         words = r.get("triggers_found") or []
         unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
         print(
             f"| {key} | {pct(r['suspect'])} | {r['label_found']} ({r['target']}) | {pct(r['after_rp'])} "
-            f"| {pct(r['after_ft'])} | {unlearned} |"
+            f"| {defense_setting(r)} | {pct(r['after_ft'])} | {unlearned} |"
         )
     print()
     for name, bar in PAPER_RP_ASR.items():
@@ -416,9 +479,11 @@ def print_table(results: dict) -> None:
         if runs:
             asr = sum(r["after_rp"]["asr"] for r in runs) / len(runs)
             change = [100 * (r["after_rp"]["ca"] - r["suspect"]["ca"]) for r in runs]
+            verdict = "beats" if asr < bar else "misses"
             print(
-                f"{name}: mean ASR after the default defense {asr:.3f} over {len(runs)} attack{'s' * (len(runs) > 1)} "
-                f"(paper EBYD-RP {bar:.3f}); CA change from the suspect {min(change):+.1f} to {max(change):+.1f} points"
+                f"{name}: mean ASR after the defense {asr:.3f} over {len(runs)} attack{'s' * (len(runs) > 1)}, "
+                f"{verdict} the paper's EBYD-RP {bar:.3f}; CA change from the suspect {min(change):+.1f} to "
+                f"{max(change):+.1f} points"
             )
 
 

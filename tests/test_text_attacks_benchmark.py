@@ -64,12 +64,47 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
     path.write_text(json.dumps(results))
     bench.main(["--table", str(path), "--output", str(tmp_path / "never_written.json")])
     out = capsys.readouterr().out
-    assert "| sst2/clean | CA 84.0% (clean model) | | | | |" in out
+    assert "| sst2/clean | CA 84.0% (clean model) | | | | | |" in out
     assert out.index("| sst2/clean") < out.index("| sst2/badnet_rw") < out.index("| twitter/clean")
-    assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% | 81.0% / 100.0% | none |" in out
-    assert "sst2: mean ASR after the default defense 0.200 over 1 attack (paper EBYD-RP 0.241); CA change" in out
+    assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% | default | 81.0% / 100.0% | none |" in out
+    assert "sst2: mean ASR after the defense 0.200 over 1 attack, beats the paper's EBYD-RP 0.241; CA change" in out
     assert "CA change from the suspect +0.0 to +0.0 points" in out
     assert not (tmp_path / "never_written.json").exists()
+
+
+def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
+    default = {"sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.2), "sst2/sos": entry(0.83, 1.0, after_asr=1.0)}
+    recipe = entry(0.83, 1.0, after_asr=0.3)
+    recipe["setup"] = {
+        "defense_config": {
+            "reference_model": "base",
+            "search": {"ranking": "drift", "max_combination": 3},
+            "finetune": {"learning_rate": 5e-5, "num_train_epochs": 8, "disable_tqdm": True},
+        }
+    }
+    (tmp_path / "a.json").write_text(json.dumps(default))
+    (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
+    bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    out = capsys.readouterr().out
+    setting = "reference, drift ranking, combinations of 3, unlearning 8 epochs at 5e-05"
+    assert f"| sst2/sos | 83.0% / 100.0% | 1 (1) | 83.0% / 30.0% | {setting} |" in out
+    assert "sst2: mean ASR after the defense 0.250 over 2 attacks, misses the paper's EBYD-RP 0.241" in out
+
+
+def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
+    sentence = bench.recipe_defense("agnews", "badnet_sl")
+    assert sentence["reference"] and sentence["recipe"] == "recipes/agnews/badnet_sl.yaml"
+    assert sentence["search"] == {"ranking": "drift", "max_phrase": 3}
+    assert sentence["finetune"]["num_train_epochs"] == 8
+    assert bench.recipe_defense("twitter", "sos")["search"]["max_combination"] == 3
+    words = bench.recipe_defense("sst2", "badnet_rw")  # the default defense: nothing to add
+    assert not words["reference"] and words["search"] == {} and words["finetune"] == {}
+    with pytest.raises(FileNotFoundError, match="imdb/syntactic.yaml"):
+        bench.recipe_defense("imdb", "syntactic")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--defense", "recipe", "--reference", "base"])
+    assert "--defense recipe takes each recipe's settings" in capsys.readouterr().err
+    assert bench.parse_args(["--defense", "recipe"]).defense == "recipe"
 
 
 def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
