@@ -43,8 +43,10 @@ from transformers import AutoModelForSequenceClassification, Trainer
 from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, poison_task, run_defense
 from ebyd_hf.attacks.ripple import indicative_words
 from ebyd_hf.data import label_names, subsample
+from ebyd_hf.defense import FINETUNE_DEFAULTS
 from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
+from ebyd_hf.trigger_search import TriggerSearchConfig
 from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
 
 from common import DATA, MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
@@ -268,10 +270,11 @@ class Run:
         suspect_metrics = measure(suspect)
         print(f"{name}/{attack_name} suspect", suspect_metrics, flush=True)
 
-        setting = {"recipe": None, "reference": args.reference == "base", "search": args.search}
-        setting["finetune"] = args.finetune
         if args.defense == "recipe":
             setting = recipe_defense(name, attack_name)
+        else:
+            setting = {"recipe": None, "reference": args.reference == "base", "search": args.search}
+            setting["finetune"] = args.finetune
         config = DefenseConfig(
             max_length=setup.max_length,
             mask_kinds=["layernorm"],
@@ -437,16 +440,17 @@ def defense_setting(entry: dict) -> str:
     """A key's defense in a few words: "default", or what its settings add (reference, search, fine-tuning)."""
     config = entry.get("setup", {}).get("defense_config") or {}
     parts = ["reference"] if config.get("reference_model") else []
-    search = config.get("search") or {}
-    if search.get("ranking", "insertion") != "insertion":
-        parts.append(f"{search['ranking']} ranking")
-    if search.get("max_phrase", 1) > 1:
-        parts.append(f"phrases of {search['max_phrase']}")
-    if search.get("max_combination", 1) > 1:
-        parts.append(f"combinations of {search['max_combination']}")
-    tuned = {k: v for k, v in (config.get("finetune") or {}).items() if k in ("learning_rate", "num_train_epochs")}
-    if tuned:
-        parts.append(f"unlearning {tuned.get('num_train_epochs', 3):g} epochs at {tuned.get('learning_rate', 2e-5):g}")
+    search, default = TriggerSearchConfig(**(config.get("search") or {})), TriggerSearchConfig()
+    if search.ranking != default.ranking:
+        parts.append(f"{search.ranking} ranking")
+    if search.max_phrase > 1:
+        parts.append(f"phrases of {search.max_phrase}")
+    if search.max_combination > 1:
+        parts.append(f"combinations of {search.max_combination}")
+    finetune = config.get("finetune") or {}
+    if {"learning_rate", "num_train_epochs"} & set(finetune):
+        tuned = {**FINETUNE_DEFAULTS["text"], **finetune}
+        parts.append(f"unlearning {tuned['num_train_epochs']:g} epochs at {tuned['learning_rate']:g}")
     return ", ".join(parts) or "default"
 
 
