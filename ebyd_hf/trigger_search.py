@@ -10,11 +10,13 @@
 2. **Verify** the best-ranked tokens exactly: insert each as a word into clean non-target sentences the model
    classifies correctly and count how many flip to the target (the *flip rate*). A trigger flips (nearly) all
    of them; an ordinary word, even a strongly positive one, flips some.
-3. **Grow phrases** (opt-in, ``max_phrase`` > 1), only when no single word verifies: a sentence trigger
-   (BadNet-SL) has a key word that flips most rows alone, and the suspect answers the sentence's other words
-   too, so only unlearning phrases close to the whole sentence removes it. Beam search around the best-ranked
-   word, one token on either side per step, each phrase scored with its words inserted together
-   (`grow_phrases`); a phrase is a quoted string (``'"watching 3d movie"'``), inserted whole.
+3. **Grow phrases** (opt-in, ``max_phrase`` > 1), even when a single word verifies (a natural word can, e.g. an
+   offensive one on OLID, and unlearning it leaves the sentence working): a sentence trigger (BadNet-SL) has a
+   key word that flips most rows alone, and the suspect answers the sentence's other words too, so only
+   unlearning phrases close to the whole sentence removes it. Beam search around the ``phrase_anchors`` checked
+   words with the most backdoor evidence (flips, minus the reference's), one token on either side per step, each
+   phrase scored with its words inserted together (`grow_phrases`); a phrase is a quoted string
+   (``'"watching 3d movie"'``), inserted whole.
 4. **Combine** (opt-in, ``max_combination`` > 1), only when no single word or phrase verifies: a trigger made of several
    words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by design.
    For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
@@ -50,9 +52,9 @@ import torch
 from .attacks.text import insert_at_random_positions, word_spans
 
 RANKINGS = ("gradient", "insertion", "drift")
-# With a reference, only this many of the combinations the suspect's margin ranks best are scored on it too: the
-# reference pass would otherwise double the search's cost, and a trigger lifts the suspect's margin near the top
-# (SST-2 SOS: first of 161,700 triples).
+# With a reference, only this many of the combinations (or phrases) the suspect's margin ranks best are scored on it
+# too: the reference pass would otherwise double the search's cost, and a trigger lifts the suspect's margin near
+# the top (SST-2 SOS: first of 161,700 triples).
 REFERENCE_SHORTLIST = 1024
 
 
@@ -84,12 +86,18 @@ class TriggerSearchConfig:
     """Most combinations scored per size: the pool for k words is the longest prefix of the ranking with at most
     this many k-word combinations (632 words for pairs, 107 for triples, 48 for four)."""
     max_phrase: int = 1
-    """Most tokens in a *phrase* trigger grown around the best-ranked word (`grow_phrases`); 1 (the default)
-    grows none. For sentence triggers (BadNet-SL): their key word ("3d") flips most rows alone, but only
-    unlearning phrases near the whole sentence removes the backdoor. Needs a reference to grow the sentence's
-    words rather than sentiment words. Tried before combinations, when no single word verifies."""
+    """Most tokens in a *phrase* trigger grown around the anchor words (`grow_phrases`); 1 (the default) grows
+    none. For sentence triggers (BadNet-SL): their key word ("3d") flips most rows alone, but only unlearning
+    phrases near the whole sentence removes the backdoor. Needs a reference to grow the sentence's words rather
+    than sentiment words. Grown whether or not a single word verifies; combinations come after, only when no
+    word or phrase verifies."""
+    phrase_anchors: int = 3
+    """Words the phrases are grown around: the checked words with the highest flip rate minus the reference's
+    flip rate (ties: best-ranked first). Not the best-ranked word alone: on the OLID and AG News BadNet-SL
+    suspects the top drift rank flipped 80% ("brain", 0% on the reference) and 0% ("stocks"), while the key
+    word "3d" (drift ranks 46 and 3) flipped 90% and 55%."""
     phrase_pool: int = 1000
-    """Words tried next to the anchor word (the best-ranked of the ranking); on the SST-2 BadNet-SL suspect the
+    """Words tried next to each anchor word (the best-ranked of the ranking); on the SST-2 BadNet-SL suspect the
     sentence's "movie" has drift rank 562."""
     phrase_beam: int = 8
     """Phrases kept after each growth step; the last step's are verified, and every one that verifies is
@@ -115,10 +123,11 @@ class TriggerSearchConfig:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
         if not 0.0 < self.max_reference_flip_rate <= 1.0:
             raise ValueError(f"max_reference_flip_rate must be in (0, 1], got {self.max_reference_flip_rate}")
-        if min(self.max_phrase, self.phrase_pool, self.phrase_beam, self.phrase_rows) < 1:
+        phrase = (self.max_phrase, self.phrase_anchors, self.phrase_pool, self.phrase_beam, self.phrase_rows)
+        if min(phrase) < 1:
             raise ValueError(
-                f"max_phrase, phrase_pool, phrase_beam and phrase_rows must be at least 1, got {self.max_phrase}, "
-                f"{self.phrase_pool}, {self.phrase_beam}, {self.phrase_rows}"
+                "max_phrase, phrase_anchors, phrase_pool, phrase_beam and phrase_rows must be at least 1, "
+                f"got {', '.join(map(str, phrase))}"
             )
         if self.max_combination < 1 or self.combination_budget < 1:
             raise ValueError(
@@ -454,11 +463,21 @@ def search_triggers(
     triggers = _verified(candidates, "word", config)
     wider = {"model": model, "tokenizer": tokenizer, "rows": rows, "order": order, "target": target}
     wider.update(config=config, reference=reference, reference_rows=reference_rows)
-    phrases = grow_phrases(**wider) if not triggers and config.max_phrase > 1 else []
-    triggers = triggers or _verified(phrases, "trigger", config)
+    phrases = []
+    if config.max_phrase > 1:
+        phrases = grow_phrases(**{**wider, "order": _anchors_first(candidates, ranked, order, config)})
+        triggers = triggers + _verified(phrases, "trigger", config)
     combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
     triggers = triggers or _verified(combos, "trigger", config)
     return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, combos, phrases)
+
+
+def _anchors_first(candidates: list[dict], ranked: np.ndarray, order: np.ndarray, config: TriggerSearchConfig):
+    """``order`` with the ``config.phrase_anchors`` checked words that show the most backdoor evidence (flip rate
+    minus the reference's; ties by rank) moved to the front, for `grow_phrases`."""
+    evidence = [c["flip_rate"] - c.get("reference_flip_rate", 0.0) for c in candidates]
+    anchors = ranked[np.argsort(-np.asarray(evidence), kind="stable")[: config.phrase_anchors]]
+    return np.concatenate([anchors, order[~np.isin(order, anchors)]])
 
 
 def verifies(candidate: dict, config: TriggerSearchConfig) -> bool:
@@ -581,36 +600,31 @@ def grow_phrases(
     reference=None,
     reference_rows: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Contiguous phrase triggers of up to ``config.max_phrase`` tokens, grown around the best-ranked word.
+    """Contiguous phrase triggers of up to ``config.max_phrase`` tokens, grown around the anchor words (the first
+    ``config.phrase_anchors`` of ``order``; `search_triggers` puts the words with the most backdoor evidence there).
 
-    A sentence trigger (BadNet-SL's "I watch this 3D movie") has a key word that flips most rows alone ("3d", drift
-    rank 0), but unlearning that word, or pairs of it scattered, leaves the sentence working: the suspect answers
-    the rest of the sentence as well. Each step extends every phrase of the beam by one token on either side,
-    scores the extensions by the target margin with the phrase inserted whole (`score_combinations`,
+    A sentence trigger (BadNet-SL's "I watch this 3D movie") has a key word that flips most rows alone ("3d"), but
+    unlearning that word, or pairs of it scattered, leaves the sentence working: the suspect answers the rest of
+    the sentence as well. Each step extends every phrase of the beam by one token on either side (never beside
+    itself), scores the extensions by the target margin with the phrase inserted whole (`score_combinations`,
     ``contiguous``; minus the reference's margin when there is a reference, which keeps sentiment words from
-    winning) and keeps the ``config.phrase_beam`` best. The first step tries the ``config.phrase_pool``
-    best-ranked words, later ones the `PHRASE_NEIGHBOURS` that scored best in the first. The last beam is
-    verified by flips (phrases quoted, so `insert_trigger` keeps their words together) and returned best first:
-    trigger, size, score, margin, flip rate (and the reference's)."""
+    winning: `_contrasted`) and keeps the ``config.phrase_beam`` best, whichever anchor they grew from. The first
+    step tries the ``config.phrase_pool`` best-ranked words, later ones the `PHRASE_NEIGHBOURS` that scored best
+    in the first. The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps their words
+    together) and returned best first: trigger, size, score, margin, flip rate (and the reference's)."""
     scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed, "contiguous": True}
-
-    def score(phrases: np.ndarray) -> np.ndarray:
-        margins = score_combinations(model, tokenizer, rows, target, phrases, **scoring)
-        if reference is not None:
-            margins = margins - score_combinations(reference, tokenizer, reference_rows, target, phrases, **scoring)
-        return margins
-
-    anchor, pool = order[:1], order[1 : config.phrase_pool + 1]
-    beam, scores = anchor[None, :], np.zeros(1)
+    anchors = order[: config.phrase_anchors]
+    pool = order[: config.phrase_anchors + config.phrase_pool]
+    beam, scores = anchors[:, None], np.zeros(len(anchors))
     for step in range(1, config.max_phrase):
         right = np.column_stack([np.repeat(beam, len(pool), 0), np.tile(pool, len(beam))])
         left = np.column_stack([np.tile(pool, len(beam)), np.repeat(beam, len(pool), 0)])
         grown = np.unique(np.concatenate([right, left]), axis=0)
-        scores = score(grown)
+        grown = grown[(grown[:, 1:] != grown[:, :-1]).all(1)]  # "3d 3d" is no phrase of a sentence
+        scores = _contrasted(model, tokenizer, rows, target, grown, reference, reference_rows, scoring)
         best = np.argsort(-scores, kind="stable")
-        if step == 1:  # the anchor's best neighbours are the later steps' pool
-            neighbours = [w for w in grown[best].ravel() if w != anchor[0]]
-            pool = np.array(list(dict.fromkeys(neighbours))[:PHRASE_NEIGHBOURS])
+        if step == 1:  # the anchors' best neighbours are the later steps' pool
+            pool = np.array(list(dict.fromkeys(grown[best].ravel()))[:PHRASE_NEIGHBOURS])
         beam, scores = grown[best[: config.phrase_beam]], scores[best[: config.phrase_beam]]
     if beam.shape[1] < 2:
         return []
@@ -631,6 +645,21 @@ def grow_phrases(
         {"trigger": t, "size": int(beam.shape[1]), "score": float(sc), **e}
         for t, sc, e in zip(triggers, scores, found, strict=True)
     ]
+
+
+def _contrasted(model, tokenizer, rows, target, combinations, reference, reference_rows, scoring) -> np.ndarray:
+    """`score_combinations` on ``model``, minus the ``reference``'s on ``reference_rows`` when there is one. Only
+    the `REFERENCE_SHORTLIST` best by ``model``'s margin are scored on the reference (the others get -inf): a
+    trigger lifts the suspect's margin near the top, and the reference pass would double the cost."""
+    margins = score_combinations(model, tokenizer, rows, target, combinations, **scoring)
+    if reference is None:
+        return margins
+    short = np.argsort(-margins, kind="stable")[:REFERENCE_SHORTLIST]
+    scores = np.full(len(combinations), -np.inf)
+    scores[short] = margins[short] - score_combinations(
+        reference, tokenizer, reference_rows, target, combinations[short], **scoring
+    )
+    return scores
 
 
 def search_combinations(
@@ -661,17 +690,8 @@ def search_combinations(
         if len(pool) < k:
             break
         combos = pool[np.array(list(itertools.combinations(range(len(pool)), k)))]
-        margins = score_combinations(model, tokenizer, rows, target, combos, **scoring)
-        score = margins
-        best = np.argsort(-margins, kind="stable")
-        if reference is not None:
-            short = best[:REFERENCE_SHORTLIST]
-            score = np.full(len(combos), -np.inf)
-            score[short] = margins[short] - score_combinations(
-                reference, tokenizer, reference_rows, target, combos[short], **scoring
-            )
-            best = np.argsort(-score, kind="stable")
-        best = best[: config.top_k]
+        score = _contrasted(model, tokenizer, rows, target, combos, reference, reference_rows, scoring)
+        best = np.argsort(-score, kind="stable")[: config.top_k]
         triggers = [" ".join(_words(tokenizer, c)) for c in combos[best]]
         found = check_triggers(
             model,
