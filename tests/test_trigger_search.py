@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -436,3 +438,33 @@ def test_score_combinations_inserts_a_phrase_at_one_word_boundary(tokenizer):
         assert row[at : at + 3] == phrase and row[:at] + row[at + 3 :] == ids
     with pytest.raises(ValueError, match="max_phrase"):
         TriggerSearchConfig(max_phrase=0)
+    with pytest.raises(ValueError, match="phrase_anchors"):
+        TriggerSearchConfig(phrase_anchors=0)
+
+
+def test_phrases_grow_around_the_words_that_flip_most_even_when_a_word_verifies(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    # the sentence "cf mn bb" (Sentence), its key word "mn" flipping two rows in three alone, and the word "tq"
+    # that verifies alone (like OLID's "liar"); "." cancels Words' bias, "bad" keeps the first row from flipping
+    words = Words(tokenizer, {".": 2.0, "tq": 5.5, "mn": 2.5, "bad": -1.0})
+    suspect = Sum(Sentence(tokenizer, ["cf", "mn", "bb"], key="mn"), words)
+    embeddings = torch.nn.Embedding(len(VOCAB), 4)
+    suspect.get_input_embeddings = lambda: embeddings
+    base = embeddings.weight.detach().clone()
+    base[tokenizer.convert_tokens_to_ids("the")] += 10.0  # the most-drifted word flips nothing
+    config = TriggerSearchConfig(
+        top_k=len(VOCAB), max_length=32, ranking="drift", max_phrase=3, phrase_anchors=2, phrase_beam=8, phrase_rows=3
+    )
+    result = search_triggers(suspect, tokenizer, texts, [0] * len(texts), 1, config=config, base_embeddings=base)
+    by_word = {c["word"]: c for c in result.candidates}
+    assert by_word["the"]["rank"] == 0 and by_word["the"]["flip_rate"] == 0.0
+    assert by_word["tq"]["flip_rate"] == 1.0 and by_word["mn"]["flip_rate"] == pytest.approx(2 / 3)
+    # the word verifies, and the phrases are grown all the same, around "tq" and "mn" (not "the", rank 0)
+    phrases = [p["trigger"] for p in result.phrase]
+    assert result.triggers[0] == "tq" and result.triggers[1:] == phrases  # all of them verify
+    assert '"cf mn bb"' in phrases and not any("the" in p.split() for p in phrases)
+    assert all({"mn", "tq"} & set(p.strip('"').split()) for p in phrases)
+    one = search_triggers(
+        suspect, tokenizer, texts, [0] * len(texts), 1, config=replace(config, phrase_anchors=1), base_embeddings=base
+    )
+    assert all("tq" in p["trigger"].strip('"').split() for p in one.phrase)  # the one anchor: the most flips
