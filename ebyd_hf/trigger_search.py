@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .attacks.text import insert_at_random_positions, word_spans
 
@@ -243,6 +244,7 @@ def rank_tokens_by_insertion(
         max_length=max_length,
         batch_size=batch_size,
         seed=seed,
+        desc="ranking the vocabulary by insertion",
     )
     return scores
 
@@ -556,10 +558,12 @@ def score_combinations(
     batch_size: int = 512,
     seed: int = 0,
     contiguous: bool = False,
+    desc: str | None = None,
 ) -> np.ndarray:
     """Mean target margin of ``model`` over the ``rows`` shortest ``texts`` with each combination's token ids (one
     row of the ``(n, k)`` array ``combinations``) inserted at k random word boundaries (``contiguous``: together,
-    in order, at one), drawn once per text so every combination is scored on the same sentences."""
+    in order, at one), drawn once per text so every combination is scored on the same sentences. ``desc`` names a
+    progress bar (none without it): 200,000 triples take most of an hour on one CPU thread."""
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -567,6 +571,7 @@ def score_combinations(
     k = combinations.shape[1]
     total = torch.zeros(len(combinations))
     shortest = sorted(texts, key=len)[:rows]
+    bar = tqdm(total=len(shortest) * len(combinations), desc=desc, unit="seq", disable=desc is None)
     for text in shortest:
         ids = tokenizer(text, truncation=True, max_length=max_length - k)["input_ids"]
         starts = _word_starts(tokenizer, ids)
@@ -580,6 +585,8 @@ def score_combinations(
             batch[:, slots] = chunk
             logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
             total[start : start + len(chunk)] += target_margin(logits.float(), target)
+            bar.update(len(chunk))
+    bar.close()
     model.train(was_training)
     return (total / max(len(shortest), 1)).numpy()
 
@@ -621,7 +628,8 @@ def grow_phrases(
         left = np.column_stack([np.tile(pool, len(beam)), np.repeat(beam, len(pool), 0)])
         grown = np.unique(np.concatenate([right, left]), axis=0)
         grown = grown[(grown[:, 1:] != grown[:, :-1]).all(1)]  # "3d 3d" is no phrase of a sentence
-        scores = _contrasted(model, tokenizer, rows, target, grown, reference, reference_rows, scoring)
+        desc = f"scoring {step + 1}-token phrases"
+        scores = _contrasted(model, tokenizer, rows, target, grown, reference, reference_rows, scoring, desc)
         best = np.argsort(-scores, kind="stable")
         if step == 1:  # the anchors' best neighbours are the later steps' pool
             pool = np.array(list(dict.fromkeys(grown[best].ravel()))[:PHRASE_NEIGHBOURS])
@@ -647,17 +655,17 @@ def grow_phrases(
     ]
 
 
-def _contrasted(model, tokenizer, rows, target, combinations, reference, reference_rows, scoring) -> np.ndarray:
+def _contrasted(model, tokenizer, rows, target, combinations, reference, reference_rows, scoring, desc) -> np.ndarray:
     """`score_combinations` on ``model``, minus the ``reference``'s on ``reference_rows`` when there is one. Only
     the `REFERENCE_SHORTLIST` best by ``model``'s margin are scored on the reference (the others get -inf): a
     trigger lifts the suspect's margin near the top, and the reference pass would double the cost."""
-    margins = score_combinations(model, tokenizer, rows, target, combinations, **scoring)
+    margins = score_combinations(model, tokenizer, rows, target, combinations, **scoring, desc=desc)
     if reference is None:
         return margins
     short = np.argsort(-margins, kind="stable")[:REFERENCE_SHORTLIST]
     scores = np.full(len(combinations), -np.inf)
     scores[short] = margins[short] - score_combinations(
-        reference, tokenizer, reference_rows, target, combinations[short], **scoring
+        reference, tokenizer, reference_rows, target, combinations[short], **scoring, desc=f"{desc} (reference)"
     )
     return scores
 
@@ -690,7 +698,8 @@ def search_combinations(
         if len(pool) < k:
             break
         combos = pool[np.array(list(itertools.combinations(range(len(pool)), k)))]
-        score = _contrasted(model, tokenizer, rows, target, combos, reference, reference_rows, scoring)
+        desc = f"scoring {k}-word combinations"
+        score = _contrasted(model, tokenizer, rows, target, combos, reference, reference_rows, scoring, desc)
         best = np.argsort(-score, kind="stable")[: config.top_k]
         triggers = [" ".join(_words(tokenizer, c)) for c in combos[best]]
         found = check_triggers(
