@@ -324,6 +324,7 @@ class Run:
                     "triggers": r["triggers"],
                     "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
                     "phrase": r["phrase"],
+                    "anchors": r["anchors"],
                     "combination": r["combination"],
                 }
                 for r in report.get("trigger_unlearning", {}).get("rounds", [])

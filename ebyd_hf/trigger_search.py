@@ -140,7 +140,8 @@ class TriggerSearchConfig:
 @dataclass
 class TriggerSearch:
     """The triggers found (words, quoted phrases, or space-separated combinations), every verified candidate with its
-    rank and flip rate, and, when no single word verified, the phrases and combinations checked, with theirs."""
+    rank and flip rate, the phrases checked (with ``max_phrase`` > 1) and the words they were grown around, and the
+    combinations checked (with ``max_combination`` > 1, when no word or phrase verified), with theirs."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
@@ -149,6 +150,7 @@ class TriggerSearch:
     config: TriggerSearchConfig | None = None
     combination: list[dict] = field(default_factory=list)
     phrase: list[dict] = field(default_factory=list)
+    anchors: list[str] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
@@ -157,6 +159,7 @@ class TriggerSearch:
             "seconds": self.seconds,
             "candidates": self.candidates,
             "phrase": self.phrase,
+            "anchors": self.anchors,
             "combination": self.combination,
             "config": asdict(self.config) if self.config else None,
         }
@@ -465,13 +468,16 @@ def search_triggers(
     triggers = _verified(candidates, "word", config)
     wider = {"model": model, "tokenizer": tokenizer, "rows": rows, "order": order, "target": target}
     wider.update(config=config, reference=reference, reference_rows=reference_rows)
-    phrases = []
+    phrases, anchors = [], []
     if config.max_phrase > 1:
-        phrases = grow_phrases(**{**wider, "order": _anchors_first(candidates, ranked, order, config)})
+        around = _anchors_first(candidates, ranked, order, config)
+        anchors = _words(tokenizer, around[: config.phrase_anchors])
+        phrases = grow_phrases(**{**wider, "order": around})
         triggers = triggers + _verified(phrases, "trigger", config)
     combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
     triggers = triggers or _verified(combos, "trigger", config)
-    return TriggerSearch(triggers, candidates, len(rows), time.perf_counter() - start, config, combos, phrases)
+    seconds = time.perf_counter() - start
+    return TriggerSearch(triggers, candidates, len(rows), seconds, config, combos, phrases, anchors)
 
 
 def _anchors_first(candidates: list[dict], ranked: np.ndarray, order: np.ndarray, config: TriggerSearchConfig):

@@ -461,6 +461,7 @@ def test_phrases_grow_around_the_words_that_flip_most_even_when_a_word_verifies(
     assert by_word["tq"]["flip_rate"] == 1.0 and by_word["mn"]["flip_rate"] == pytest.approx(2 / 3)
     # the word verifies, and the phrases are grown all the same, around "tq" and "mn" (not "the", rank 0)
     phrases = [p["trigger"] for p in result.phrase]
+    assert result.anchors == ["tq", "mn"] and result.report()["anchors"] == ["tq", "mn"]
     assert result.triggers[0] == "tq" and result.triggers[1:] == phrases  # all of them verify
     assert '"cf mn bb"' in phrases and not any("the" in p.split() for p in phrases)
     assert all({"mn", "tq"} & set(p.strip('"').split()) for p in phrases)
