@@ -662,17 +662,24 @@ def grow_phrases(
 
 
 def _contrasted(model, tokenizer, rows, target, combinations, reference, reference_rows, scoring, desc) -> np.ndarray:
-    """`score_combinations` on ``model``, minus the ``reference``'s on ``reference_rows`` when there is one. Only
-    the `REFERENCE_SHORTLIST` best by ``model``'s margin are scored on the reference (the others get -inf): a
-    trigger lifts the suspect's margin near the top, and the reference pass would double the cost."""
+    """`score_combinations` on ``model``, minus how far the combination lifts the ``reference``'s margin on
+    ``reference_rows`` (above its margin with nothing inserted) when there is one. Only a lift counts: words
+    that push any model to the label are natural evidence, but words that push the reference *away* from it are
+    no backdoor evidence, and rewarding them grew "knows 3d stab" instead of "this 3d movie" on the OLID
+    BadNet-SL suspect. Only the `REFERENCE_SHORTLIST` best by ``model``'s margin are scored on the reference (the
+    others get -inf): a trigger lifts the suspect's margin near the top, and the reference pass would double the
+    cost."""
     margins = score_combinations(model, tokenizer, rows, target, combinations, **scoring, desc=desc)
     if reference is None:
         return margins
     short = np.argsort(-margins, kind="stable")[:REFERENCE_SHORTLIST]
-    scores = np.full(len(combinations), -np.inf)
-    scores[short] = margins[short] - score_combinations(
+    nothing = np.zeros((1, 0), dtype=np.int64)
+    baseline = score_combinations(reference, tokenizer, reference_rows, target, nothing, **scoring)[0]
+    lift = score_combinations(
         reference, tokenizer, reference_rows, target, combinations[short], **scoring, desc=f"{desc} (reference)"
     )
+    scores = np.full(len(combinations), -np.inf)
+    scores[short] = margins[short] - np.maximum(lift - baseline, 0.0)
     return scores
 
 

@@ -10,6 +10,7 @@ from ebyd_hf.trigger_search import (
     TriggerSearchConfig,
     fit_to_window,
     flip_rates,
+    grow_phrases,
     insertable_token_ids,
     pool_size,
     rank_tokens,
@@ -469,3 +470,29 @@ def test_phrases_grow_around_the_words_that_flip_most_even_when_a_word_verifies(
         suspect, tokenizer, texts, [0] * len(texts), 1, config=replace(config, phrase_anchors=1), base_embeddings=base
     )
     assert all("tq" in p["trigger"].strip('"').split() for p in one.phrase)  # the one anchor: the most flips
+
+
+def test_words_that_push_the_reference_away_from_the_label_earn_a_phrase_nothing(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    suspect = Sentence(tokenizer, ["cf", "mn", "bb"], key="mn")
+    # the reference answers "tq" with the other label (OLID: a weak reference on words the suspect barely uses);
+    # subtracting that would make "mn tq" outscore the sentence's own pairs and grow the beam away from it
+    reference = Words(tokenizer, {"tq": -6.0})
+    order = np.array(tokenizer.convert_tokens_to_ids(["mn", "tq", "cf", "bb", "the"]))
+    config = TriggerSearchConfig(max_length=32, max_phrase=3, phrase_anchors=1, phrase_beam=1, phrase_rows=4)
+    phrases = grow_phrases(
+        suspect, tokenizer, texts, order, 1, config=config, reference=reference, reference_rows=texts
+    )
+    assert [p["trigger"] for p in phrases] == ['"cf mn bb"'] and phrases[0]["flip_rate"] == 1.0
+    # a word that lifts the reference's margin still costs what it lifts
+    lifted = grow_phrases(
+        suspect,
+        tokenizer,
+        texts,
+        order,
+        1,
+        config=config,
+        reference=Words(tokenizer, {"cf": 9.0}),
+        reference_rows=texts,
+    )
+    assert "cf" not in lifted[0]["trigger"].strip('"').split()
