@@ -31,9 +31,10 @@ With a **reference** model (the same task without the backdoor: e.g. the suspect
 on the clean defense rows), words that move the reference as well are natural evidence for the label (positive
 words on SST-2 with target "positive"), not a backdoor: ranking scores how much more a word moves the suspect
 than the reference (each model's scores standardised over the vocabulary), and a word or combination that also
-flips the reference (``max_reference_flip_rate``) is rejected, and combinations are scored by how much more they
-lift the suspect's margin than the reference's. With the reference's pre-trained embeddings, ``ranking="drift"``
-ranks tokens by how far training moved their embeddings in the suspect (`rank_tokens_by_drift`).
+flips the reference (``max_reference_flip_rate``) is rejected, and phrases and combinations are scored by the
+suspect's margin minus how far they lift the reference's (a drop earns nothing: `_contrasted`). With the
+reference's pre-trained embeddings, ``ranking="drift"`` ranks tokens by how far training moved their embeddings
+in the suspect (`rank_tokens_by_drift`).
 
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
 """
@@ -620,11 +621,12 @@ def grow_phrases(
     unlearning that word, or pairs of it scattered, leaves the sentence working: the suspect answers the rest of
     the sentence as well. Each step extends every phrase of the beam by one token on either side (never beside
     itself), scores the extensions by the target margin with the phrase inserted whole (`score_combinations`,
-    ``contiguous``; minus the reference's margin when there is a reference, which keeps sentiment words from
-    winning: `_contrasted`) and keeps the ``config.phrase_beam`` best, whichever anchor they grew from. The first
-    step tries the ``config.phrase_pool`` best-ranked words, later ones the `PHRASE_NEIGHBOURS` that scored best
-    in the first. The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps their words
-    together) and returned best first: trigger, size, score, margin, flip rate (and the reference's)."""
+    ``contiguous``; minus the lift of the reference's margin when there is a reference, which keeps sentiment
+    words from winning: `_contrasted`) and keeps the ``config.phrase_beam`` best, whichever anchor they grew
+    from. The first step tries the ``config.phrase_pool`` best-ranked words, later ones the `PHRASE_NEIGHBOURS`
+    that scored best in the first. The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps
+    their words together) and returned best first: trigger, size, score, margin, flip rate (and the
+    reference's)."""
     scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed, "contiguous": True}
     anchors = order[: config.phrase_anchors]
     pool = order[: config.phrase_anchors + config.phrase_pool]
@@ -699,7 +701,7 @@ def search_combinations(
     ``config.rank_rows`` rows, verify the ``config.top_k`` best by flips on ``rows``, and stop at the first size
     where one verifies. Margins, not flips, rank them: a combination trained with negative augmentation (SOS)
     flips nothing until complete, but the complete one lifts the margin most. With a ``reference``, a
-    combination scores its suspect margin minus the reference's (on ``reference_rows``; only the
+    combination scores its suspect margin minus its lift of the reference's (on ``reference_rows``; only the
     ``REFERENCE_SHORTLIST`` best by the suspect's margin are rescored), so words that push any model to the
     label (strongly positive ones) do not win. Returns every combination checked by flips (the ``top_k`` best
     of each size tried): trigger, size, pool, score, margin, flip rate (and the reference's)."""
