@@ -447,7 +447,9 @@ def defense_setting(entry: dict) -> str:
     if search.max_phrase > 1:
         parts.append(f"phrases of {search.max_phrase}")
     if search.max_combination > 1:
-        parts.append(f"combinations of {search.max_combination}")
+        budget = search.combination_budget
+        pool = "" if budget == default.combination_budget else f" (budget {budget:,})"
+        parts.append(f"combinations of {search.max_combination}{pool}")
     finetune = config.get("finetune") or {}
     if {"learning_rate", "num_train_epochs"} & set(finetune):
         tuned = {**FINETUNE_DEFAULTS["text"], **finetune}

@@ -89,6 +89,10 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
     setting = "reference, drift ranking, combinations of 3, unlearning 8 epochs at 5e-05"
     assert f"| sst2/sos | 83.0% / 100.0% | 1 (1) | 83.0% / 30.0% | {setting} |" in out
     assert "sst2: mean ASR after the defense 0.250 over 2 attacks, misses the paper's EBYD-RP 0.241" in out
+    recipe["setup"]["defense_config"]["search"]["combination_budget"] = 20_000  # a recipe's smaller pool shows
+    (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
+    bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "drift ranking, combinations of 3 (budget 20,000), unlearning" in capsys.readouterr().out
 
 
 def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
