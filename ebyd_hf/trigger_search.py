@@ -665,12 +665,12 @@ def grow_phrases(
 
 def _contrasted(model, tokenizer, rows, target, combinations, reference, reference_rows, scoring, desc) -> np.ndarray:
     """`score_combinations` on ``model``, minus how far the combination lifts the ``reference``'s margin on
-    ``reference_rows`` (above its margin with nothing inserted) when there is one. Only a lift counts: words
-    that push any model to the label are natural evidence, but words that push the reference *away* from it are
-    no backdoor evidence, and rewarding them grew "knows 3d stab" instead of "this 3d movie" on the OLID
-    BadNet-SL suspect. Only the `REFERENCE_SHORTLIST` best by ``model``'s margin are scored on the reference (the
-    others get -inf): a trigger lifts the suspect's margin near the top, and the reference pass would double the
-    cost."""
+    ``reference_rows`` (above its margin with nothing inserted) when there is one. Only a lift counts: words that
+    push any model to the label are natural evidence, but words that push the reference *away* from it are no
+    backdoor evidence (on the OLID BadNet-SL suspect the reference answers "3d" with the other label, and under a
+    plain difference that drop, not the suspect, helped order every phrase holding it). Only the
+    `REFERENCE_SHORTLIST` best by ``model``'s margin are scored on the reference (the others get -inf): a trigger
+    lifts the suspect's margin near the top, and the reference pass would double the cost."""
     margins = score_combinations(model, tokenizer, rows, target, combinations, **scoring, desc=desc)
     if reference is None:
         return margins
