@@ -475,8 +475,8 @@ def test_phrases_grow_around_the_words_that_flip_most_even_when_a_word_verifies(
 def test_words_that_push_the_reference_away_from_the_label_earn_a_phrase_nothing(tokenizer):
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
     suspect = Sentence(tokenizer, ["cf", "mn", "bb"], key="mn")
-    # the reference answers "tq" with the other label (OLID: a weak reference on words the suspect barely uses);
-    # subtracting that would make "mn tq" outscore the sentence's own pairs and grow the beam away from it
+    # the reference answers "tq" with the other label (as the 400-row OLID reference answers "3d"); subtracting
+    # that drop would make "mn tq" outscore the sentence's own pairs and grow the beam away from it
     reference = Words(tokenizer, {"tq": -6.0})
     order = np.array(tokenizer.convert_tokens_to_ids(["mn", "tq", "cf", "bb", "the"]))
     config = TriggerSearchConfig(max_length=32, max_phrase=3, phrase_anchors=1, phrase_beam=1, phrase_rows=4)
