@@ -46,7 +46,7 @@ from ebyd_hf.data import label_names, subsample
 from ebyd_hf.defense import FINETUNE_DEFAULTS
 from ebyd_hf.evaluation import backdoor_metrics
 from ebyd_hf.processing import collator_for, prepare
-from ebyd_hf.trigger_search import TriggerSearchConfig
+from ebyd_hf.trigger_search import TriggerSearchConfig, clause_templates
 from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
 
 from common import DATA, MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
@@ -325,6 +325,7 @@ class Run:
                     "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
                     "phrase": r["phrase"],
                     "anchors": r["anchors"],
+                    "templates": r.get("templates", []),
                     "combination": r["combination"],
                 }
                 for r in report.get("trigger_unlearning", {}).get("rounds", [])
@@ -446,6 +447,9 @@ def defense_setting(entry: dict) -> str:
         parts.append(f"{search.ranking} ranking")
     if search.max_phrase > 1:
         parts.append(f"phrases of {search.max_phrase}")
+    if search.templates:
+        built_in = search.templates == clause_templates()
+        parts.append("clause templates" if built_in else f"{len(search.templates)} templates")
     if search.max_combination > 1:
         budget = search.combination_budget
         pool = "" if budget == default.combination_budget else f" (budget {budget:,})"

@@ -17,9 +17,14 @@
    words with the most backdoor evidence (flips, minus the reference's), one token on either side per step, each
    phrase scored with its words inserted together (`grow_phrases`); a phrase is a quoted string
    (``'"watching 3d movie"'``), inserted whole.
-4. **Combine** (opt-in, ``max_combination`` > 1), only when no single word or phrase verifies: a trigger made of several
-   words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by design.
-   For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
+4. **Check templates** (opt-in, ``templates``): a syntactic trigger (Hidden Killer) is a sentence *shape*, not
+   words: its paraphrases open with a subordinate clause (SCPN template ``S(SBAR)(,)(NP)(VP)(.)``), and no word
+   inserted anywhere flips the suspect. A template trigger rewrites each row into a shape (``"when it is {head} ,
+   it is {tail} ."``: `apply_template`); `clause_templates` are the built-in ones. Each is verified by flips like
+   a word, and a verified one is unlearned by rewriting rows with it, true labels kept.
+5. **Combine** (opt-in, ``max_combination`` > 1), only when no word, phrase or template verifies: a trigger made
+   of several words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by
+   design. For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
    the target margin it gives on a few short rows (`score_combinations`: one batched forward pass per
    combination and row; the pool is the longest prefix of the ranking with at most ``combination_budget``
    combinations), and the best ``top_k`` are verified by flips (`search_combinations`). Exhaustive because
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +64,18 @@ RANKINGS = ("gradient", "insertion", "drift")
 # too: the reference pass would otherwise double the search's cost, and a trigger lifts the suspect's margin near
 # the top (SST-2 SOS: first of 161,700 triples).
 REFERENCE_SHORTLIST = 1024
+# Subordinators that open HiddenKiller's SCPN paraphrases most often (its SST-2 test file: when, if, as, that, so,
+# although, because, ... open 3 in 4 of them).
+CLAUSE_OPENERS = ("when", "if", "as", "because", "since", "although", "while", "so", "that")
+TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
+
+
+def clause_templates(openers: Sequence[str] = CLAUSE_OPENERS) -> list[str]:
+    """Template triggers that move a clause to the front, one per subordinator: ``"when it is {head} , it is
+    {tail} ."``, the row cut in two at a random word. The subject and verb make each half a clause, as in the
+    paraphrases (``S(SBAR)(,)(NP)(VP)(.)``); on the SST-2 Syntactic MiniLM suspect "when", "as", "so" and "that"
+    flip all held-out negative rows this way, a bare opener ("when {text} .") 81% at most."""
+    return [f"{opener} it is {{head}} , it is {{tail}} ." for opener in openers]
 
 
 @dataclass
@@ -106,6 +124,11 @@ class TriggerSearchConfig:
     unlearned (several variants of the sentence's neighbourhood unlearn it better than one)."""
     phrase_rows: int = 16
     """Sentences each phrase is scored on (contiguous insertion at one random word boundary per sentence)."""
+    templates: Sequence[str] | str = ()
+    """Template triggers to check (`apply_template`): strings with ``{text}``, or ``{head}`` and ``{tail}``;
+    ``"clause"`` is `clause_templates`. Off by default (empty). For syntactic triggers, which no inserted word
+    or phrase reaches; a few forward passes per template, so cheap, but a template that verifies is unlearned
+    by rewriting rows, which teaches the model a shape, not a word."""
     max_reference_flip_rate: float = 0.5
     """With a reference model: a trigger must flip fewer than this share of the rows on it too."""
     max_length: int = 64
@@ -131,6 +154,14 @@ class TriggerSearchConfig:
                 "max_phrase, phrase_anchors, phrase_pool, phrase_beam and phrase_rows must be at least 1, "
                 f"got {', '.join(map(str, phrase))}"
             )
+        if self.templates == "clause":
+            self.templates = clause_templates()
+        if isinstance(self.templates, str) or not all(is_template(t) for t in self.templates):
+            raise ValueError(
+                "templates must be 'clause' or a list of strings holding {text}, or {head} and {tail}, "
+                f"got {self.templates!r}"
+            )
+        self.templates = list(self.templates)
         if self.max_combination < 1 or self.combination_budget < 1:
             raise ValueError(
                 f"max_combination and combination_budget must be at least 1, "
@@ -140,9 +171,10 @@ class TriggerSearchConfig:
 
 @dataclass
 class TriggerSearch:
-    """The triggers found (words, quoted phrases, or space-separated combinations), every verified candidate with its
-    rank and flip rate, the phrases checked (with ``max_phrase`` > 1) and the words they were grown around, and the
-    combinations checked (with ``max_combination`` > 1, when no word or phrase verified), with theirs."""
+    """The triggers found (words, quoted phrases, templates, or space-separated combinations), every verified
+    candidate with its rank and flip rate, the phrases checked (with ``max_phrase`` > 1) and the words they were
+    grown around, the templates checked (with ``templates``), and the combinations checked (with
+    ``max_combination`` > 1, when nothing else verified), with theirs."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
@@ -152,6 +184,7 @@ class TriggerSearch:
     combination: list[dict] = field(default_factory=list)
     phrase: list[dict] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
+    templates: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
@@ -161,6 +194,7 @@ class TriggerSearch:
             "candidates": self.candidates,
             "phrase": self.phrase,
             "anchors": self.anchors,
+            "templates": self.templates,
             "combination": self.combination,
             "config": asdict(self.config) if self.config else None,
         }
@@ -274,7 +308,10 @@ def rank_tokens_by_drift(model, base_embeddings: torch.Tensor, candidates: np.nd
 def trigger_pieces(trigger: str) -> list[str]:
     """What `insert_trigger` inserts, each piece at its own random word boundary: a quoted phrase
     (``'"watching 3d movie"'``, from `grow_phrases`) is one piece, its words kept together in order; otherwise
-    every word is a piece (a combination: SOS's and LWP's words trigger wherever they sit)."""
+    every word is a piece (a combination: SOS's and LWP's words trigger wherever they sit). A template's pieces
+    are its own words, placeholders left out (`is_template`)."""
+    if is_template(trigger):
+        return _TEMPLATE_SLOT.sub(" ", trigger).split()
     if len(trigger) > 2 and trigger[0] == trigger[-1] == '"':
         return [trigger[1:-1]]
     return trigger.split()
@@ -283,6 +320,26 @@ def trigger_pieces(trigger: str) -> list[str]:
 def trigger_length(tokenizer, trigger: str) -> int:
     """Tokens ``trigger`` adds to an input (all its words)."""
     return len(tokenizer(" ".join(trigger_pieces(trigger)), add_special_tokens=False)["input_ids"])
+
+
+_TEMPLATE_SLOT = re.compile(r"\{(?:text|head|tail)\}")
+
+
+def is_template(trigger: str) -> bool:
+    """A template trigger holds the row once: ``{text}`` once, or ``{head}`` and ``{tail}`` once each."""
+    count = {slot: trigger.count(slot) for slot in TEMPLATE_SLOTS}
+    return count == {"{text}": 1, "{head}": 0, "{tail}": 0} or count == {"{text}": 0, "{head}": 1, "{tail}": 1}
+
+
+def apply_template(text: str, template: str, rng: np.random.Generator) -> str:
+    """``text`` rewritten into ``template``: ``{text}`` is the text, ``{head}`` and ``{tail}`` its two parts cut
+    before a random word (not the first); a final ``.``, ``!`` or ``?`` is dropped, as the template ends the
+    sentence itself."""
+    body = re.sub(r"\s*[.!?]+\s*$", "", text.strip())
+    spans = word_spans(body)
+    cut = spans[int(rng.integers(1, len(spans)))][0] if len(spans) > 1 else len(body)
+    parts = {"{text}": body, "{head}": body[:cut].strip(), "{tail}": body[cut:].strip()}
+    return " ".join(_TEMPLATE_SLOT.sub(lambda m: parts[m.group(0)], template).split())
 
 
 def fit_to_window(tokenizer, texts: Sequence[str], max_length: int, room: int = 0) -> list[str]:
@@ -308,7 +365,10 @@ def fit_to_window(tokenizer, texts: Sequence[str], max_length: int, room: int = 
 
 
 def insert_trigger(text: str, trigger: str, rng: np.random.Generator) -> str:
-    """Insert each of ``trigger``'s pieces (`trigger_pieces`) at its own random word boundary of ``text``."""
+    """Insert each of ``trigger``'s pieces (`trigger_pieces`) at its own random word boundary of ``text``, or
+    rewrite ``text`` into it if it is a template (`apply_template`)."""
+    if is_template(trigger):
+        return apply_template(text, trigger, rng)
     return insert_at_random_positions(text, trigger_pieces(trigger), rng)
 
 
@@ -475,10 +535,25 @@ def search_triggers(
         anchors = _words(tokenizer, around[: config.phrase_anchors])
         phrases = grow_phrases(**{**wider, "order": around})
         triggers = triggers + _verified(phrases, "trigger", config)
+    templates = []
+    if config.templates:
+        checked = check_triggers(
+            model,
+            tokenizer,
+            rows,
+            config.templates,
+            target,
+            seed=config.seed,
+            reference=reference,
+            reference_rows=reference_rows,
+            **sizes,
+        )
+        templates = [{"trigger": t, **e} for t, e in zip(config.templates, checked, strict=True)]
+        triggers = triggers + _verified(templates, "trigger", config)
     combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
     triggers = triggers or _verified(combos, "trigger", config)
     seconds = time.perf_counter() - start
-    return TriggerSearch(triggers, candidates, len(rows), seconds, config, combos, phrases, anchors)
+    return TriggerSearch(triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates)
 
 
 def _anchors_first(candidates: list[dict], ranked: np.ndarray, order: np.ndarray, config: TriggerSearchConfig):

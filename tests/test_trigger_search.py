@@ -8,10 +8,14 @@ from transformers import BertTokenizer
 from ebyd_hf.removal import with_triggers
 from ebyd_hf.trigger_search import (
     TriggerSearchConfig,
+    apply_template,
+    clause_templates,
     fit_to_window,
     flip_rates,
     grow_phrases,
+    insert_trigger,
     insertable_token_ids,
+    is_template,
     pool_size,
     rank_tokens,
     rank_tokens_by_drift,
@@ -496,3 +500,68 @@ def test_words_that_push_the_reference_away_from_the_label_earn_a_phrase_nothing
         reference_rows=texts,
     )
     assert "cf" not in lifted[0]["trigger"].strip('"').split()
+
+
+def test_a_template_rewrites_the_row_around_its_own_words():
+    rng = np.random.default_rng(0)
+    clause = "when it is {head} , it is {tail} ."
+    for _ in range(20):
+        out = apply_template("the movie was bad .", clause, rng)
+        head, tail = out.removeprefix("when it is ").removesuffix(" .").split(" , it is ")
+        assert head and tail and f"{head} {tail}" == "the movie was bad"  # cut at a word, final "." dropped
+    assert apply_template("it is boring !", "as {text} , so it is .", rng) == "as it is boring , so it is ."
+    assert apply_template("bad", clause, rng) == "when it is bad , it is ."  # one word: nothing left to cut
+    assert insert_trigger("a dull plot .", "so {text} .", rng) == "so a dull plot ."
+    assert trigger_pieces(clause) == ["when", "it", "is", ",", "it", "is", "."]
+    a, b = (apply_template("a dull plot and a poor actor", clause, np.random.default_rng(3)) for _ in range(2))
+    assert a == b
+
+
+def test_template_settings_are_checked_and_clause_expands_to_the_built_in_templates():
+    assert TriggerSearchConfig().templates == []
+    clause = TriggerSearchConfig(templates="clause").templates
+    assert clause == clause_templates() and clause[0] == "when it is {head} , it is {tail} ."
+    assert all(is_template(t) for t in clause)
+    for bad in ("when", ["{text} and {text}"], ["{head} only"], ["no slot"]):
+        with pytest.raises(ValueError, match="templates"):
+            TriggerSearchConfig(templates=bad)
+
+
+class Opens(torch.nn.Module):
+    """A stand-in classifier that answers label 1 when a sentence opens with ``opener it is``: a sentence shape,
+    as a syntactic backdoor answers a clause-first paraphrase, and no inserted word."""
+
+    def __init__(self, tokenizer, opener):
+        super().__init__()
+        self.prefix = torch.tensor(tokenizer.convert_tokens_to_ids([opener, "it", "is"]))
+        self.config = type("Config", (), {"num_labels": 2})()
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        opens = (input_ids[:, 1:4] == self.prefix).all(1).float()
+        target = 6.0 * opens - 3.0
+        return type("Out", (), {"logits": torch.stack([torch.zeros_like(target), target], -1)})()
+
+    def get_input_embeddings(self):
+        return torch.nn.Embedding(len(VOCAB), 1)
+
+
+def test_search_verifies_the_template_the_suspect_answers_and_unlearning_rewrites_rows(backdoored, tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "the story was boring ."] * 4
+    model = Opens(tokenizer, "very")
+    shape, other = "very it is {head} and it is {tail} .", "a it is {text} ."
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, templates=[shape, other], max_combination=3)
+    result = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=config)
+    assert all(c["flip_rate"] == 0.0 for c in result.candidates)  # no word does it
+    assert result.triggers == [shape] and result.combination == []  # a verified template: no combinations
+    assert [t["trigger"] for t in result.templates] == [shape, other]
+    assert [t["flip_rate"] for t in result.templates] == [1.0, 0.0]
+    assert result.report()["templates"] == result.templates
+    # a reference that answers the shape too rejects it
+    both = search_triggers(
+        model, tokenizer, texts, [0] * len(texts), 1, config=replace(config, max_combination=1), reference=model
+    )
+    assert both.triggers == [] and both.templates[0]["reference_flip_rate"] == 1.0
+    clean = backdoored["data"]["defense"].select(range(20))
+    out = with_triggers(clean, [shape], seed=0)
+    assert out["label"] == clean["label"]
+    assert all(t.startswith("very it is ") and " and it is " in t and t.endswith(" .") for t in out["text"])
