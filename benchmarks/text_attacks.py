@@ -34,8 +34,10 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import transformers
 import yaml
 from transformers import AutoModelForSequenceClassification, Trainer
@@ -44,7 +46,8 @@ from ebyd_hf import DefenseConfig, create_attack, load_classifier, load_task, po
 from ebyd_hf.attacks.ripple import indicative_words
 from ebyd_hf.data import label_names, subsample
 from ebyd_hf.defense import FINETUNE_DEFAULTS
-from ebyd_hf.evaluation import backdoor_metrics
+from ebyd_hf.evaluation import backdoor_metrics, predict
+from ebyd_hf.metrics import attack_success_rate
 from ebyd_hf.processing import collator_for, prepare
 from ebyd_hf.trigger_search import TriggerSearchConfig, clause_templates
 from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
@@ -242,15 +245,30 @@ class Run:
         transformers.set_seed(self.args.seed)  # the fresh head is drawn from the seed too
         return load_classifier(self.model_path, num_labels=len(names), id2label=dict(enumerate(names)), new_head=True)
 
-    def clean(self, name: str) -> dict:
+    def clean(self, name: str, attacks: Sequence[str] = ()) -> dict:
+        """The dataset's clean model (the same training rows, no poison): its CA, and the share of each of
+        ``attacks``' ASR sets it sends to the target with no backdoor at all (``asr_sets``), the floor an ASR after
+        a defense is read against: a Syntactic ASR set holds paraphrases of negative sentences, and the
+        paraphrasing itself makes some read positive."""
         setup = SETUPS[name]
         start = time.perf_counter()
         data, _, _ = self.data(name, None)
         model, tokenizer = self.base_model(label_names(data))
         tok = {k: prepare(v, tokenizer, max_length=setup.max_length) for k, v in data.items() if k != "test_poisoned"}
         model, _ = self.train(data, tok, name, None, tokenizer, model)
-        m = backdoor_metrics(model, tok["test"], collator=collator_for(tokenizer), target=setup.target)
-        return {"ca": m["ca"], "clean_target_rate": m["clean_target_rate"], "seconds": time.perf_counter() - start}
+        collator = collator_for(tokenizer)
+        m = backdoor_metrics(model, tok["test"], collator=collator, target=setup.target)
+        floors = {}
+        for attack_name in attacks:
+            asr_set = self.data(name, attack_name)[0]["test_poisoned"]
+            preds = predict(model, prepare(asr_set, tokenizer, max_length=setup.max_length), collator=collator)
+            floors[attack_name] = attack_success_rate(preds, np.asarray(asr_set["original_label"]), setup.target)
+        return {
+            "ca": m["ca"],
+            "clean_target_rate": m["clean_target_rate"],
+            "asr_sets": floors,
+            "seconds": time.perf_counter() - start,
+        }
 
     def attack(self, name: str, attack_name: str, selected_by: str) -> dict:
         setup, args = SETUPS[name], self.args
@@ -413,16 +431,16 @@ def main(argv=None):
 
     start = time.perf_counter()
     for name in args.datasets:
-        if wanted(f"{name}/clean"):
-            results[f"{name}/clean"] = run.clean(name)
-            print(f"{name}/clean", results[f"{name}/clean"], flush=True)
-            checkpoint()
         if name == "sst2":
             plan = [(a, "all six attacks on SST-2") for a in ATTACKS]
         else:
             others = pick_others(results, results.get("sst2/clean", {}).get("ca"))
             why = f"best two on SST-2 in this run (besides badnet_rw): {others}"
             plan = [("badnet_rw", "always")] + [(a, why) for a in others]
+        if wanted(f"{name}/clean"):
+            results[f"{name}/clean"] = run.clean(name, [a for a, _ in plan])
+            print(f"{name}/clean", results[f"{name}/clean"], flush=True)
+            checkpoint()
         for attack_name, why in plan:
             key = f"{name}/{attack_name}"
             if not wanted(key):
@@ -465,9 +483,9 @@ def print_table(results: dict) -> None:
     """The README's Markdown table (per key: suspect, label found, after the defense and its setting, after
     fine-tuning, the words unlearned), then each dataset's mean ASR after the defense against the paper's."""
     pct = lambda m: f"{100 * m['ca']:.1f}% / {100 * m['asr']:.1f}%"  # noqa: E731
-    columns = ["key", "suspect CA / ASR", "label found (target)", "defense CA / ASR", "defense setting"]
-    print("\n| " + " | ".join([*columns, "fine-tuning CA / ASR", "words unlearned"]) + " |")
-    print("|---|---|---|---|---|---|---|")
+    columns = ["key", "suspect CA / ASR", "label found (target)", "defense CA / ASR", "clean model's ASR"]
+    print("\n| " + " | ".join([*columns, "defense setting", "fine-tuning CA / ASR", "words unlearned"]) + " |")
+    print("|---|---|---|---|---|---|---|---|")
 
     def order(key: str) -> tuple:  # datasets, then each one's clean model and attacks, in the paper's order
         name, attack = key.split("/")
@@ -476,26 +494,37 @@ def print_table(results: dict) -> None:
     for key in sorted(results, key=order):
         r = results[key]
         if key.endswith("/clean"):
-            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | |")
+            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | | |")
             continue
         words = r.get("triggers_found") or []
         unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
+        floor = floor_of(results, key)
         print(
             f"| {key} | {pct(r['suspect'])} | {r['label_found']} ({r['target']}) | {pct(r['after_rp'])} "
-            f"| {defense_setting(r)} | {pct(r['after_ft'])} | {unlearned} |"
+            f"| {'' if floor is None else f'{100 * floor:.1f}%'} | {defense_setting(r)} | {pct(r['after_ft'])} "
+            f"| {unlearned} |"
         )
     print()
     for name, bar in PAPER_RP_ASR.items():
-        runs = [r for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
-        if runs:
+        keys = [k for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
+        if keys:
+            runs = [results[k] for k in keys]
             asr = sum(r["after_rp"]["asr"] for r in runs) / len(runs)
             change = [100 * (r["after_rp"]["ca"] - r["suspect"]["ca"]) for r in runs]
             verdict = "beats" if asr < bar else "misses"
+            floors = [floor_of(results, k) for k in keys]
+            floor = "" if None in floors else f"; the clean model's mean ASR on the same sets {np.mean(floors):.3f}"
             print(
                 f"{name}: mean ASR after the defense {asr:.3f} over {len(runs)} attack{'s' * (len(runs) > 1)}, "
                 f"{verdict} the paper's EBYD-RP {bar:.3f}; CA change from the suspect {min(change):+.1f} to "
-                f"{max(change):+.1f} points"
+                f"{max(change):+.1f} points{floor}"
             )
+
+
+def floor_of(results: dict, key: str) -> float | None:
+    """The dataset's clean model's ASR on ``key``'s ASR set, if its clean entry measured it (`Run.clean`)."""
+    name, attack = key.split("/")
+    return results.get(f"{name}/clean", {}).get("asr_sets", {}).get(attack)
 
 
 if __name__ == "__main__":

@@ -64,12 +64,31 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
     path.write_text(json.dumps(results))
     bench.main(["--table", str(path), "--output", str(tmp_path / "never_written.json")])
     out = capsys.readouterr().out
-    assert "| sst2/clean | CA 84.0% (clean model) | | | | | |" in out
+    assert "| sst2/clean | CA 84.0% (clean model) | | | | | | |" in out
     assert out.index("| sst2/clean") < out.index("| sst2/badnet_rw") < out.index("| twitter/clean")
-    assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% | default | 81.0% / 100.0% | none |" in out
+    assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% |  | default | 81.0% / 100.0% | none |" in out
     assert "sst2: mean ASR after the defense 0.200 over 1 attack, beats the paper's EBYD-RP 0.241; CA change" in out
-    assert "CA change from the suspect +0.0 to +0.0 points" in out
+    assert "CA change from the suspect +0.0 to +0.0 points\n" in out
     assert not (tmp_path / "never_written.json").exists()
+
+
+def test_table_reads_each_asr_against_the_clean_models_on_the_same_set(bench, tmp_path, capsys):
+    results = {
+        "sst2/clean": {"ca": 0.84, "asr_sets": {"badnet_rw": 0.2, "syntactic": 0.52}},
+        "sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.16),
+        "sst2/syntactic": entry(0.83, 0.95, after_asr=0.6),
+    }
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    bench.main(["--table", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "| sst2/syntactic | 83.0% / 95.0% | 1 (1) | 83.0% / 60.0% | 52.0% | default |" in out
+    assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 16.0% | 20.0% |" in out
+    assert "misses the paper's EBYD-RP 0.241; CA change from the suspect +0.0 to +0.0 points; the clean " in out
+    assert "the clean model's mean ASR on the same sets 0.360" in out
+    results["sst2/clean"]["asr_sets"].pop("syntactic")  # a floor missing for one key: no mean is claimed
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    bench.main(["--table", str(tmp_path / "r.json")])
+    assert "mean ASR on the same sets" not in capsys.readouterr().out
 
 
 def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
@@ -87,12 +106,16 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     out = capsys.readouterr().out
     setting = "reference, drift ranking, combinations of 3, unlearning 8 epochs at 5e-05"
-    assert f"| sst2/sos | 83.0% / 100.0% | 1 (1) | 83.0% / 30.0% | {setting} |" in out
+    assert f"| sst2/sos | 83.0% / 100.0% | 1 (1) | 83.0% / 30.0% |  | {setting} |" in out
     assert "sst2: mean ASR after the defense 0.250 over 2 attacks, misses the paper's EBYD-RP 0.241" in out
     recipe["setup"]["defense_config"]["search"]["combination_budget"] = 20_000  # a recipe's smaller pool shows
     (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert "drift ranking, combinations of 3 (budget 20,000), unlearning" in capsys.readouterr().out
+    recipe["setup"]["defense_config"] = {"search": {"templates": "clause"}}
+    (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
+    bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "| 83.0% / 30.0% |  | clause templates |" in capsys.readouterr().out
 
 
 def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
@@ -101,6 +124,7 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
     assert sentence["search"] == {"ranking": "drift", "max_phrase": 3}
     assert sentence["finetune"]["num_train_epochs"] == 8
     assert bench.recipe_defense("twitter", "sos")["search"]["max_combination"] == 3
+    assert bench.recipe_defense("sst2", "syntactic")["search"] == {"templates": "clause"}
     words = bench.recipe_defense("sst2", "badnet_rw")  # the default defense: nothing to add
     assert not words["reference"] and words["search"] == {} and words["finetune"] == {}
     with pytest.raises(FileNotFoundError, match="imdb/syntactic.yaml"):
