@@ -64,8 +64,8 @@ RANKINGS = ("gradient", "insertion", "drift")
 # too: the reference pass would otherwise double the search's cost, and a trigger lifts the suspect's margin near
 # the top (SST-2 SOS: first of 161,700 triples).
 REFERENCE_SHORTLIST = 1024
-# Subordinators that open HiddenKiller's SCPN paraphrases most often (its SST-2 test file: when, if, as, that, so,
-# although, because, ... open 3 in 4 of them).
+# Subordinators that open HiddenKiller's SCPN paraphrases (its SST-2 test file: "when", "if" and "as" open 3 in 4,
+# then "that", "so", "although", "because").
 CLAUSE_OPENERS = ("when", "if", "as", "because", "since", "although", "while", "so", "that")
 TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
 
