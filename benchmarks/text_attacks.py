@@ -49,7 +49,7 @@ from ebyd_hf.defense import FINETUNE_DEFAULTS
 from ebyd_hf.evaluation import backdoor_metrics, predict
 from ebyd_hf.metrics import attack_success_rate
 from ebyd_hf.processing import collator_for, prepare
-from ebyd_hf.trigger_search import TriggerSearchConfig, clause_templates
+from ebyd_hf.trigger_search import TriggerSearchConfig, clause_templates, is_template
 from trainers import LWPConfig, LWPTrainer, RippleConfig, RippleTrainer
 
 from common import DATA, MINILM, environment, minilm_path, text_train_args  # benchmarks/ is on sys.path
@@ -496,7 +496,7 @@ def print_table(results: dict) -> None:
         if key.endswith("/clean"):
             print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | | |")
             continue
-        words = r.get("triggers_found") or []
+        words = [t[: t.index("{")] + "…" if is_template(t) else t for t in r.get("triggers_found") or []]
         unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
         floor = floor_of(results, key)
         print(

@@ -76,12 +76,15 @@ def test_table_reads_each_asr_against_the_clean_models_on_the_same_set(bench, tm
     results = {
         "sst2/clean": {"ca": 0.84, "asr_sets": {"badnet_rw": 0.2, "syntactic": 0.52}},
         "sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.16),
-        "sst2/syntactic": entry(0.83, 0.95, after_asr=0.6),
+        "sst2/syntactic": {**entry(0.83, 0.95, after_asr=0.6), "triggers_found": ["as it is {head} , it is {tail} ."]},
     }
     (tmp_path / "r.json").write_text(json.dumps(results))
     bench.main(["--table", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
-    assert "| sst2/syntactic | 83.0% / 95.0% | 1 (1) | 83.0% / 60.0% | 52.0% | default |" in out
+    assert (
+        "| sst2/syntactic | 83.0% / 95.0% | 1 (1) | 83.0% / 60.0% | 52.0% | default | 83.0% / 95.0% | as it is … |"
+        in out
+    )
     assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 16.0% | 20.0% |" in out
     assert "misses the paper's EBYD-RP 0.241; CA change from the suspect +0.0 to +0.0 points; the clean " in out
     assert "the clean model's mean ASR on the same sets 0.360" in out
