@@ -15,8 +15,8 @@ import torch  # noqa: E402
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer  # noqa: E402
 
-# The thread count changes float summation order, and one tiny fixture sits near a tipping point (the 3-class ResNet's
-# exposure lands on label 2 instead of the backdoor's 0 with one thread): pin it so OMP_NUM_THREADS does not decide.
+# The thread count changes float summation order, and a few tiny-model tests sit near a tipping point (with one thread
+# the 3-class ResNet's exposure lands on label 2, not the backdoor's 0): pin it so OMP_NUM_THREADS does not decide.
 torch.set_num_threads(2)
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb"]
