@@ -15,6 +15,7 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # README table so far
     python benchmarks/text_attacks.py --defense recipe --suspect_cache runs/text_suspects     # each recipe's defense
     python benchmarks/text_attacks.py --table a.json b.json    # several results merged, later keys winning
+    python benchmarks/text_attacks.py --datasets sst2 --train_size sst2=8000 --defense recipe   # more rows
 
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
 search, harder unlearning for the attacks whose recipes set them), which needs the attack known; the default
@@ -95,6 +96,14 @@ def parse_args(argv=None):
     p.add_argument("--poison_rate", type=float, default=0.1)
     p.add_argument("--defense_size", type=int, default=500)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--train_size",
+        nargs="+",
+        default=[],
+        metavar="DATASET=ROWS",
+        help="training rows for a dataset instead of its Setup's, e.g. sst2=8000 (new --suspect_cache keys; a "
+        "split with fewer rows is used whole)",
+    )
     p.add_argument("--train_epochs", type=float, default=3)
     p.add_argument("--learning_rate", type=float, default=5e-5)
     p.add_argument("--unlearn_epochs", type=float, default=20)
@@ -144,6 +153,7 @@ def parse_args(argv=None):
         help="keep the results already in <output>.partial (a run cut short) and run only the missing keys",
     )
     args = p.parse_args(argv)
+    args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
     if args.defense == "recipe" and (args.search or args.finetune or args.reference != "none"):
         p.error("--defense recipe takes each recipe's settings: drop --search, --finetune and --reference")
     if args.search.get("ranking") == "drift" and args.reference != "base":
@@ -151,17 +161,25 @@ def parse_args(argv=None):
     return args
 
 
+def parse_train_size(p: argparse.ArgumentParser, item: str) -> tuple[str, int]:
+    name, _, rows = item.partition("=")
+    if name not in SETUPS or not rows.isdigit() or int(rows) <= 0:
+        p.error(f"--train_size takes DATASET=ROWS with DATASET one of {list(SETUPS)} and ROWS > 0, got {item!r}")
+    return name, int(rows)
+
+
 class Run:
     """Everything shared by the runs of one benchmark invocation."""
 
     def __init__(self, args):
         self.args = args
+        self.setups = {n: replace(s, train_size=args.train_size.get(n, s.train_size)) for n, s in SETUPS.items()}
         self.model_path = args.model or minilm_path()
         self.scratch = tempfile.mkdtemp(prefix="ebyd_text_attacks_")
 
     def data(self, name: str, attack_name: str | None):
         """Poisoned splits of one dataset (``attack_name`` None: the clean training data, same rows)."""
-        setup, args = SETUPS[name], self.args
+        setup, args = self.setups[name], self.args
         folder, rate = setup.folder, args.poison_rate
         if attack_name is None:
             attack, rate = create_attack("badnet_rw"), 0.0
@@ -203,7 +221,7 @@ class Run:
             return None
         args = self.args
         # the model by name, not by path: the pip-shipped MiniLM's path differs between virtual environments
-        settings = [asdict(SETUPS[name]), args.model or MINILM, args.poison_rate, args.defense_size, args.seed]
+        settings = [asdict(self.setups[name]), args.model or MINILM, args.poison_rate, args.defense_size, args.seed]
         settings += [args.train_epochs, args.learning_rate, data["train"].num_rows]
         key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return os.path.join(args.suspect_cache, f"{name}_{attack_name or 'clean'}_{key}")
@@ -220,7 +238,7 @@ class Run:
             attack = create_attack("ripple")
             rows = clean(data["train"])
             words = indicative_words(
-                rows["text"], rows["label"], SETUPS[name].target, tokenize=tokenizer.tokenize, exclude=attack.words
+                rows["text"], rows["label"], self.setups[name].target, tokenize=tokenizer.tokenize, exclude=attack.words
             )
             config = text_train_args(
                 out,
@@ -250,7 +268,7 @@ class Run:
         ``attacks``' ASR sets it sends to the target with no backdoor at all (``asr_sets``), the floor an ASR after
         a defense is read against: a Syntactic ASR set holds paraphrases of negative sentences, and the
         paraphrasing itself makes some read positive."""
-        setup = SETUPS[name]
+        setup = self.setups[name]
         start = time.perf_counter()
         data, _, _ = self.data(name, None)
         model, tokenizer = self.base_model(label_names(data))
@@ -271,7 +289,7 @@ class Run:
         }
 
     def attack(self, name: str, attack_name: str, selected_by: str) -> dict:
-        setup, args = SETUPS[name], self.args
+        setup, args = self.setups[name], self.args
         data, attack, rate = self.data(name, attack_name)
         model, tokenizer = self.base_model(label_names(data))
         collator = collator_for(tokenizer)

@@ -138,6 +138,22 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
     assert bench.parse_args(["--defense", "recipe"]).defense == "recipe"
 
 
+def test_train_size_changes_one_datasets_rows_and_its_cache_key(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench.tempfile, "tempdir", str(tmp_path))  # each Run's scratch folder
+    data = {"train": type("Rows", (), {"num_rows": 4000})}
+    default = bench.Run(bench.parse_args(["--suspect_cache", str(tmp_path)]))
+    bigger = bench.Run(bench.parse_args(["--suspect_cache", str(tmp_path), "--train_size", "sst2=8000"]))
+    assert bigger.setups["sst2"].train_size == 8000 and default.setups["sst2"] == bench.SETUPS["sst2"]
+    assert bigger.setups["imdb"] == bench.SETUPS["imdb"]
+    # the other datasets keep their suspects (and the cached ones stay valid); SST-2 trains new ones
+    assert bigger.cache_dir("imdb", "sos", data) == default.cache_dir("imdb", "sos", data)
+    assert bigger.cache_dir("sst2", None, data) != default.cache_dir("sst2", None, data)
+    for bad in ("sst2", "mnli=100", "sst2=0", "sst2=many"):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--train_size", bad])
+        assert "--train_size takes DATASET=ROWS" in capsys.readouterr().err
+
+
 def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--search", '{"ranking": "drift"}'])
