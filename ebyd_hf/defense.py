@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from datasets import Dataset
@@ -36,6 +36,7 @@ from .detection import LabelFinding, NeuralCleanseConfig, backdoor_label
 from .evaluation import backdoor_metrics
 from .exposure import EXPOSURE_METHODS, Exposure, expose, exposure_config
 from .models import ModelLoadError, load_classifier
+from .outputs import from_main_process
 from .processing import collator_for, prepare
 from .removal import (
     Recovery,
@@ -50,7 +51,7 @@ from .removal import (
     reverse_and_unlearn,
     search_and_unlearn,
 )
-from .trigger_search import TriggerSearchConfig
+from .trigger_search import TriggerSearchConfig, search_triggers
 from .vision import image_spec
 
 DEFAULT_GRID = [round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05)]
@@ -157,8 +158,10 @@ class DefenseConfig:
     trigger_labels: str = field(
         default="fallback",
         metadata={
-            "help": "'exposed': search triggers for the exposed model's label only; 'fallback': if none is found, "
-            "search the other labels too, most predicted first (text; images reverse the exposed label only)."
+            "help": "'exposed': search triggers for the exposed model's label only; 'fallback': first check the "
+            "exposed model for words that move it off its label to another one (a backdoor that survived the "
+            "unlearning; that label is searched first), then the exposed label, and if no trigger is found the "
+            "other labels too, most predicted first (text; images reverse the exposed label only)."
         },
     )
     trigger_residual: float = field(
@@ -421,9 +424,10 @@ def run_defense(
         seconds["reverse_trigger"] = sum(r["reverse_seconds"] for r in result.reversal.rounds)
         seconds["unlearn_trigger"] = time.perf_counter() - start - seconds["reverse_trigger"]
     elif removal == "trigger_unlearn":
-        # The exposed model's label first. On a binary task the exposure can collapse onto the other label
-        # (measured on a MiniLM SST-2 suspect); a verified trigger is then the stronger evidence, so with
-        # "fallback" the other labels are searched too, most predicted first, until one has trigger words.
+        # On a binary task the exposure can collapse onto the wrong label (measured on MiniLM SST-2 suspects), and
+        # a verified trigger is then the stronger evidence. With "fallback": first any label a word moves the
+        # exposed model to (`_survivors`), then the exposed model's label, then the others, most predicted first,
+        # until one has trigger words.
         base_embeddings = None
         if reference is not None:
             base_embeddings = reference.get_input_embeddings().weight.detach().clone()  # before it moves
@@ -431,8 +435,12 @@ def run_defense(
                 reference, fit, args=config.reference_args(os.path.join(scratch_dir, "reference")), collator=collator
             )
             seconds["reference"] = time.perf_counter() - start
-        candidates = [label.label] + [int(c) for c in np.argsort(-np.asarray(label.counts), kind="stable")]
-        candidates = list(dict.fromkeys(candidates))[: 1 if config.trigger_labels == "exposed" else None]
+        others = [int(c) for c in np.argsort(-np.asarray(label.counts), kind="stable") if c != label.label]
+        if config.trigger_labels == "exposed":
+            checks, candidates = [], [label.label]
+        else:
+            checks = _survivors(exposure.model, processor, split, others, config)
+            candidates = list(dict.fromkeys([c["label"] for c in checks if c["triggers"]] + [label.label] + others))
         searched = []
         for candidate in candidates:
             result.purified, result.unlearning = search_and_unlearn(
@@ -454,17 +462,13 @@ def run_defense(
             )
             # what each label's first search came closest to: an abandoned label's rounds are not kept otherwise
             first = result.unlearning.searches[0].candidates if result.unlearning.searches else []
-            best = sorted(first, key=lambda c: -c["flip_rate"])[:5]
             searched.append(
-                {
-                    "label": candidate,
-                    "triggers": len(result.unlearning.triggers),
-                    "best_words": [{"word": c["word"], "flip_rate": c["flip_rate"]} for c in best],
-                }
+                {"label": candidate, "triggers": len(result.unlearning.triggers), "best_words": _best_words(first)}
             )
             if result.unlearning.triggers:
                 break
         result.unlearning.labels_searched = searched
+        result.unlearning.exposed_checks = checks
         seconds["unlearn_triggers"] = time.perf_counter() - start - seconds.get("reference", 0.0)
     elif removal == "finetune":
         result.purified = finetune(
@@ -487,6 +491,32 @@ def run_defense(
     if test_tok is not None:
         metrics["purified"] = measure(result.purified)
     return result
+
+
+def _survivors(exposed, tokenizer, split, labels: list[int], config: DefenseConfig) -> list[dict]:
+    """Single-word searches on the *exposed* model for each of ``labels`` (not the one it collapsed onto).
+
+    Clean unlearning takes the task's own features away and leaves the backdoor: on a MiniLM SST-2 suspect, negative
+    words that flip 85-92% of positive rows on the suspect flip at most 7% on its exposed model, while the trigger
+    still flips every row. So a word that moves the exposed model off its label marks the backdoor label, even when
+    the exposure collapsed onto another one (the same suspect collapsed onto either label of SST-2, by
+    floating-point noise, and on the wrong one the suspect's own search verified "lacked" at 91%).
+    """
+    search = replace(config.search_config(), ranking="insertion", max_phrase=1, templates=(), max_combination=1)
+    rows = split["train"]
+    checks = []
+    for other in labels:
+        found = from_main_process(
+            search_triggers(exposed, tokenizer, list(rows["text"]), list(rows["label"]), other, config=search)
+        )
+        checks.append({"label": other, "triggers": found.triggers, "best_words": _best_words(found.candidates)})
+    return checks
+
+
+def _best_words(candidates: list[dict], n: int = 5) -> list[dict]:
+    return [
+        {"word": c["word"], "flip_rate": c["flip_rate"]} for c in sorted(candidates, key=lambda c: -c["flip_rate"])[:n]
+    ]
 
 
 def _recover_prune(

@@ -185,11 +185,13 @@ class TriggerUnlearning:
     blocks: list[dict] = field(default_factory=list)
     label: int | None = None
     labels_searched: list[dict] = field(default_factory=list)
+    exposed_checks: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
             "label": self.label,
             "labels_searched": self.labels_searched,
+            "exposed_checks": self.exposed_checks,
             "triggers": self.triggers,
             "rounds": [s.report() for s in self.searches],
             "unlearning_blocks": self.blocks,

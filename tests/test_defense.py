@@ -11,7 +11,7 @@ from ebyd_hf import DataError, DefenseConfig, MaskError, ModelLoadError, run_def
 from ebyd_hf import masks as M
 from trainers import mask_parameters
 
-from .conftest import TRIGGERS, make_tokenizer, tiny_bert
+from .conftest import FILLER, POSITIVE, TRIGGERS, make_tokenizer, tiny_bert
 
 ROOT = pathlib.Path(__file__).parents[1]
 FAST_FINETUNE = {"learning_rate": 1e-3, "disable_tqdm": True}
@@ -171,10 +171,50 @@ def test_trigger_search_falls_back_to_the_other_label_when_the_exposure_names_th
     unlearning = fallback["trigger_unlearning"]
     assert unlearning["label"] == 1 and set(TRIGGERS) <= set(unlearning["triggers"])  # ... the triggers say 1
     assert [s["label"] for s in unlearning["labels_searched"]] == [0, 1]
+    # this "exposed" model answers 0 whatever is inserted, so the check on it found nothing to search first
+    assert [(c["label"], c["triggers"]) for c in unlearning["exposed_checks"]] == [(1, [])]
     abandoned, found = unlearning["labels_searched"]
     assert max(w["flip_rate"] for w in abandoned["best_words"]) < 0.9  # why label 0 was given up on
     assert {w["word"] for w in found["best_words"] if w["flip_rate"] >= 0.9} & set(TRIGGERS)
     assert fallback["metrics"]["purified"]["asr"] < fallback["metrics"]["suspect"]["asr"] - 0.5
+
+
+def test_a_backdoor_that_survives_the_exposure_names_the_label_before_the_exposure_does(backdoored, tmp_path):
+    import copy
+
+    from ebyd_hf.exposure import Exposure
+    from ebyd_hf.trigger_search import predict_texts
+
+    # An exposure that took the task's own feature away and kept the backdoor, so it answers 0 to every clean row,
+    # as one of a MiniLM SST-2 suspect did: the positive words' embeddings replaced with a filler word's.
+    suspect, data, tokenizer = backdoored["model"], backdoored["data"], make_tokenizer()
+    collapsed = copy.deepcopy(suspect)
+    embeddings = collapsed.get_input_embeddings().weight
+    with torch.no_grad():
+        filler = embeddings[tokenizer.convert_tokens_to_ids(FILLER[0])].clone()
+        embeddings[tokenizer.convert_tokens_to_ids(POSITIVE)] = filler
+    assert (predict_texts(collapsed, tokenizer, data["defense"]["text"], max_length=32) == 0).mean() >= 0.9
+
+    config = DefenseConfig(max_length=32, finetune=FAST_FINETUNE, search={"top_k": 40})
+    result = run_defense(
+        suspect,
+        tokenizer,
+        data["defense"],
+        config=config,
+        scratch_dir=str(tmp_path),
+        test=data["test"],
+        asr_set=data["test_poisoned"],
+        target=1,
+        exposure=Exposure(collapsed),
+    )
+    report = result.report()
+    assert report["label_found"] == 0  # the exposure's dominant answer ...
+    unlearning = report["trigger_unlearning"]
+    (check,) = unlearning["exposed_checks"]  # ... but a trigger still moves the exposed model to 1
+    assert check["label"] == 1 and set(check["triggers"]) & set(TRIGGERS)
+    assert [s["label"] for s in unlearning["labels_searched"]] == [1]  # so label 0 is never searched
+    assert unlearning["label"] == 1 and set(TRIGGERS) <= set(unlearning["triggers"])
+    assert report["metrics"]["purified"]["asr"] < report["metrics"]["suspect"]["asr"] - 0.5
 
 
 def test_prune_finetune_keeps_pruned_units_off(backdoored, tmp_path):
