@@ -353,6 +353,8 @@ class Run:
             "after_ft": measure(tuned.purified),
             "defense": report["removal"],
             "triggers_found": report.get("trigger_unlearning", {}).get("triggers"),
+            "trigger_label": report.get("trigger_unlearning", {}).get("label"),
+            "exposed_checks": report.get("trigger_unlearning", {}).get("exposed_checks"),
             "seconds": {"train": t_train, **result.seconds, "finetune": tuned.seconds["finetune"]},
             "exposure": report["exposure"],
             "trigger_search": [
@@ -498,8 +500,9 @@ def defense_setting(entry: dict) -> str:
 
 
 def print_table(results: dict) -> None:
-    """The README's Markdown table (per key: suspect, label found, after the defense and its setting, after
-    fine-tuning, the words unlearned), then each dataset's mean ASR after the defense against the paper's."""
+    """The README's Markdown table (per key: suspect, label found (the exposure's, then the label whose triggers
+    were unlearned if another), after the defense and its setting, after fine-tuning, the words unlearned), then
+    each dataset's mean ASR after the defense against the paper's."""
     pct = lambda m: f"{100 * m['ca']:.1f}% / {100 * m['asr']:.1f}%"  # noqa: E731
     columns = ["key", "suspect CA / ASR", "label found (target)", "defense CA / ASR", "clean model's ASR"]
     print("\n| " + " | ".join([*columns, "defense setting", "fine-tuning CA / ASR", "words unlearned"]) + " |")
@@ -517,8 +520,11 @@ def print_table(results: dict) -> None:
         words = [t[: t.index("{")] + "…" if is_template(t) else t for t in r.get("triggers_found") or []]
         unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
         floor = floor_of(results, key)
+        label = r["label_found"]
+        if r.get("triggers_found") and r.get("trigger_label", label) != label:  # the triggers named another label
+            label = f"{label} → {r['trigger_label']}"
         print(
-            f"| {key} | {pct(r['suspect'])} | {r['label_found']} ({r['target']}) | {pct(r['after_rp'])} "
+            f"| {key} | {pct(r['suspect'])} | {label} ({r['target']}) | {pct(r['after_rp'])} "
             f"| {'' if floor is None else f'{100 * floor:.1f}%'} | {defense_setting(r)} | {pct(r['after_ft'])} "
             f"| {unlearned} |"
         )

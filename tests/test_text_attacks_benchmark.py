@@ -59,6 +59,8 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
         "twitter/clean": {"ca": 0.8},
         "sst2/badnet_rw": entry(0.81, 1.0, after_asr=0.2),
         "sst2/clean": {"ca": 0.84},
+        # the exposure said 0, the triggers were found for 1
+        "sst2/ripple": {**entry(0.8, 1.0), "label_found": 0, "trigger_label": 1, "triggers_found": ["cf"]},
     }
     path = tmp_path / "text_attacks.json.partial"
     path.write_text(json.dumps(results))
@@ -67,7 +69,8 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
     assert "| sst2/clean | CA 84.0% (clean model) | | | | | | |" in out
     assert out.index("| sst2/clean") < out.index("| sst2/badnet_rw") < out.index("| twitter/clean")
     assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% |  | default | 81.0% / 100.0% | none |" in out
-    assert "sst2: mean ASR after the defense 0.200 over 1 attack, beats the paper's EBYD-RP 0.241; CA change" in out
+    assert "| sst2/ripple | 80.0% / 100.0% | 0 → 1 (1) | 80.0% / 50.0% |  | default | 80.0% / 100.0% | cf |" in out
+    assert "sst2: mean ASR after the defense 0.350 over 2 attacks, misses the paper's EBYD-RP 0.241; CA change" in out
     assert "CA change from the suspect +0.0 to +0.0 points\n" in out
     assert not (tmp_path / "never_written.json").exists()
 
