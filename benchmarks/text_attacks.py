@@ -22,7 +22,8 @@ search, harder unlearning for the attacks whose recipes set them), which needs t
 defends every key alike, as a user who does not know the attack would.
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
-every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there.
+every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there (or,
+with no ``.partial``, missing from ``<output>``).
 
 Writes ``benchmarks/results/text_attacks.json`` keyed ``"<dataset>/<attack>"`` (and ``"<dataset>/clean"``).
 """
@@ -150,7 +151,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--resume",
         action="store_true",
-        help="keep the results already in <output>.partial (a run cut short) and run only the missing keys",
+        help="keep the results already in <output>.partial (a run cut short), or else in <output>, and run only "
+        "the missing keys",
     )
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
@@ -438,10 +440,12 @@ def main(argv=None):
     run = Run(args)
     results: dict = {}
     partial = args.output + ".partial"
-    if args.resume and os.path.exists(partial):
-        with open(partial) as f:
+    # a run cut short left <output>.partial; a finished run with keys still to add (--only) left <output> itself
+    earlier = next((p for p in (partial, args.output) if os.path.exists(p)), None) if args.resume else None
+    if earlier:
+        with open(earlier) as f:
             results = json.load(f)
-        print(f"resuming with {sorted(results)} from {partial}", flush=True)
+        print(f"resuming with {sorted(results)} from {earlier}", flush=True)
     wanted = lambda key: (args.only is None or key in args.only) and key not in results  # noqa: E731
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
 

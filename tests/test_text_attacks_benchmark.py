@@ -157,6 +157,16 @@ def test_train_size_changes_one_datasets_rows_and_its_cache_key(bench, tmp_path,
         assert "--train_size takes DATASET=ROWS" in capsys.readouterr().err
 
 
+def test_resume_continues_from_a_finished_results_file_when_no_partial_is_left(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench.tempfile, "tempdir", str(tmp_path))
+    output = tmp_path / "text_attacks_sst2_8000.json"
+    output.write_text(json.dumps({"sst2/clean": {"ca": 0.868}, "sst2/badnet_rw": entry(0.86, 1.0, after_asr=0.2)}))
+    bench.main(["--datasets", "sst2", "--only", "sst2/clean", "sst2/badnet_rw", "--output", str(output), "--resume"])
+    assert "resuming with ['sst2/badnet_rw', 'sst2/clean'] from " in capsys.readouterr().out  # nothing left to run
+    assert set(json.loads(output.read_text())) == {"sst2/clean", "sst2/badnet_rw"}
+    assert not (tmp_path / "text_attacks_sst2_8000.json.partial").exists()
+
+
 def test_drift_ranking_needs_the_base_model_as_reference(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--search", '{"ranking": "drift"}'])
