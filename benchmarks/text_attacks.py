@@ -334,6 +334,7 @@ class Run:
             target=setup.target,
         )
         report = result.report()
+        unlearning = report.get("trigger_unlearning", {})
 
         # Baseline: plain fine-tuning with the default's settings on the same rows, from the same exposure (which
         # plain fine-tuning ignores), for 6 epochs: at least the steps of one unlearning round (3 epochs over the
@@ -354,9 +355,9 @@ class Run:
             "after_rp": result.metrics["purified"],
             "after_ft": measure(tuned.purified),
             "defense": report["removal"],
-            "triggers_found": report.get("trigger_unlearning", {}).get("triggers"),
-            "trigger_label": report.get("trigger_unlearning", {}).get("label"),
-            "exposed_checks": report.get("trigger_unlearning", {}).get("exposed_checks"),
+            "triggers_found": unlearning.get("triggers"),
+            "trigger_label": unlearning.get("label"),
+            "exposed_checks": unlearning.get("exposed_checks"),
             "seconds": {"train": t_train, **result.seconds, "finetune": tuned.seconds["finetune"]},
             "exposure": report["exposure"],
             "trigger_search": [
@@ -368,7 +369,7 @@ class Run:
                     "templates": r.get("templates", []),
                     "combination": r["combination"],
                 }
-                for r in report.get("trigger_unlearning", {}).get("rounds", [])
+                for r in unlearning.get("rounds", [])
             ],
             "setup": {
                 "model": MINILM if args.model is None else args.model,

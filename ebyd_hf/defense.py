@@ -503,12 +503,10 @@ def _survivors(exposed, tokenizer, split, labels: list[int], config: DefenseConf
     floating-point noise, and on the wrong one the suspect's own search verified "lacked" at 91%).
     """
     search = replace(config.search_config(), ranking="insertion", max_phrase=1, templates=(), max_combination=1)
-    rows = split["train"]
+    texts, truth = list(split["train"]["text"]), list(split["train"]["label"])
     checks = []
     for other in labels:
-        found = from_main_process(
-            search_triggers(exposed, tokenizer, list(rows["text"]), list(rows["label"]), other, config=search)
-        )
+        found = from_main_process(search_triggers(exposed, tokenizer, texts, truth, other, config=search))
         checks.append({"label": other, "triggers": found.triggers, "best_words": _best_words(found.candidates)})
     return checks
 

@@ -137,31 +137,34 @@ def test_trigger_unlearning_is_the_text_default_and_removes_the_backdoor(backdoo
     assert again.report()["removal"] == "finetune" and "trigger_unlearning" not in again.report()
 
 
+def defend_with_exposure(backdoored, exposed, scratch_dir, trigger_labels: str = "fallback"):
+    """Trigger unlearning of the backdoored suspect with ``exposed`` standing in for its exposed model."""
+    from ebyd_hf.exposure import Exposure
+
+    data = backdoored["data"]
+    config = DefenseConfig(max_length=32, finetune=FAST_FINETUNE, search={"top_k": 40}, trigger_labels=trigger_labels)
+    return run_defense(
+        backdoored["model"],
+        make_tokenizer(),
+        data["defense"],
+        config=config,
+        scratch_dir=str(scratch_dir),
+        test=data["test"],
+        asr_set=data["test_poisoned"],
+        target=1,
+        exposure=Exposure(exposed),
+    )
+
+
 def test_trigger_search_falls_back_to_the_other_label_when_the_exposure_names_the_wrong_one(backdoored, tmp_path):
     import copy
-
-    from ebyd_hf.exposure import Exposure
 
     wrong = copy.deepcopy(backdoored["model"])  # an "exposed" model collapsed onto label 0, as a weak suspect's can
     with torch.no_grad():
         wrong.classifier.bias.copy_(torch.tensor([100.0, -100.0]))
-    data = backdoored["data"]
 
     def defend(trigger_labels):
-        config = DefenseConfig(
-            max_length=32, finetune=FAST_FINETUNE, search={"top_k": 40}, trigger_labels=trigger_labels
-        )
-        return run_defense(
-            backdoored["model"],
-            make_tokenizer(),
-            data["defense"],
-            config=config,
-            scratch_dir=str(tmp_path / trigger_labels),
-            test=data["test"],
-            asr_set=data["test_poisoned"],
-            target=1,
-            exposure=Exposure(wrong),
-        )
+        return defend_with_exposure(backdoored, wrong, tmp_path / trigger_labels, trigger_labels)
 
     strict = defend("exposed")
     assert strict.label.label == 0 and strict.unlearning.triggers == []
@@ -182,7 +185,6 @@ def test_trigger_search_falls_back_to_the_other_label_when_the_exposure_names_th
 def test_a_backdoor_that_survives_the_exposure_names_the_label_before_the_exposure_does(backdoored, tmp_path):
     import copy
 
-    from ebyd_hf.exposure import Exposure
     from ebyd_hf.trigger_search import predict_texts
 
     # An exposure that took the task's own feature away and kept the backdoor, so it answers 0 to every clean row,
@@ -195,19 +197,7 @@ def test_a_backdoor_that_survives_the_exposure_names_the_label_before_the_exposu
         embeddings[tokenizer.convert_tokens_to_ids(POSITIVE)] = filler
     assert (predict_texts(collapsed, tokenizer, data["defense"]["text"], max_length=32) == 0).mean() >= 0.9
 
-    config = DefenseConfig(max_length=32, finetune=FAST_FINETUNE, search={"top_k": 40})
-    result = run_defense(
-        suspect,
-        tokenizer,
-        data["defense"],
-        config=config,
-        scratch_dir=str(tmp_path),
-        test=data["test"],
-        asr_set=data["test_poisoned"],
-        target=1,
-        exposure=Exposure(collapsed),
-    )
-    report = result.report()
+    report = defend_with_exposure(backdoored, collapsed, tmp_path).report()
     assert report["label_found"] == 0  # the exposure's dominant answer ...
     unlearning = report["trigger_unlearning"]
     (check,) = unlearning["exposed_checks"]  # ... but a trigger still moves the exposed model to 1
