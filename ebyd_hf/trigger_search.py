@@ -129,10 +129,6 @@ class TriggerSearchConfig:
     ``"clause"`` is `clause_templates`. Off by default (empty). For syntactic triggers, which no inserted word
     or phrase reaches; a few forward passes per template, so cheap, but a template that verifies is unlearned
     by rewriting rows, which teaches the model a shape, not a word."""
-    template_family: bool = False
-    """Treat ``templates`` as variants of one shape: when one verifies, every one of them is a trigger (unlearned,
-    true labels kept). SCPN opens its paraphrases with many subordinators; on the 8,000-row SST-2 Syntactic
-    suspect "so", "as" and "that" verified but the commonest openers, "when" (82% flips) and "if" (72%), did not."""
     max_reference_flip_rate: float = 0.5
     """With a reference model: a trigger must flip fewer than this share of the rows on it too."""
     max_length: int = 64
@@ -553,10 +549,7 @@ def search_triggers(
             **sizes,
         )
         templates = [{"trigger": t, **e} for t, e in zip(config.templates, checked, strict=True)]
-        verified = _verified(templates, "trigger", config)
-        if verified and config.template_family:  # the whole family, but shapes the reference answers too
-            verified = [t["trigger"] for t in templates if not _reference_answers(t, config)]
-        triggers = triggers + verified
+        triggers = triggers + _verified(templates, "trigger", config)
     combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
     triggers = triggers or _verified(combos, "trigger", config)
     seconds = time.perf_counter() - start
@@ -573,11 +566,10 @@ def _anchors_first(candidates: list[dict], ranked: np.ndarray, order: np.ndarray
 
 def verifies(candidate: dict, config: TriggerSearchConfig) -> bool:
     """A trigger: it flips enough rows on the suspect and, with a reference, few on the reference."""
-    return candidate["flip_rate"] >= config.min_flip_rate and not _reference_answers(candidate, config)
-
-
-def _reference_answers(candidate: dict, config: TriggerSearchConfig) -> bool:
-    return candidate.get("reference_flip_rate", 0.0) >= config.max_reference_flip_rate
+    return (
+        candidate["flip_rate"] >= config.min_flip_rate
+        and candidate.get("reference_flip_rate", 0.0) < config.max_reference_flip_rate
+    )
 
 
 def _verified(candidates: list[dict], key: str, config: TriggerSearchConfig) -> list[str]:

@@ -556,9 +556,6 @@ def test_search_verifies_the_template_the_suspect_answers_and_unlearning_rewrite
     assert [t["trigger"] for t in result.templates] == [shape, other]
     assert [t["flip_rate"] for t in result.templates] == [1.0, 0.0]
     assert result.report()["templates"] == result.templates
-    # as one family, a verified shape brings the others along
-    family = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=replace(config, template_family=True))
-    assert family.triggers == [shape, other]
     # a reference that answers the shape too rejects it
     both = search_triggers(
         model, tokenizer, texts, [0] * len(texts), 1, config=replace(config, max_combination=1), reference=model
