@@ -21,19 +21,25 @@ FAST = {
 }
 
 
-def test_end_to_end_expose_label_recover_prune(backdoored, tmp_path):
+def defend_backdoored(backdoored, config, scratch_dir, **kwargs):
+    """`run_defense` of the backdoored fixture's suspect on its defense rows, measured on its test and ASR sets."""
     data = backdoored["data"]
-    config = DefenseConfig(max_length=32, mask_kinds=["layernorm"], removal="recover_prune", **FAST)
-    result = run_defense(
+    return run_defense(
         backdoored["model"],
         make_tokenizer(),
         data["defense"],
         config=config,
-        scratch_dir=str(tmp_path),
+        scratch_dir=str(scratch_dir),
         test=data["test"],
         asr_set=data["test_poisoned"],
         target=1,
+        **kwargs,
     )
+
+
+def test_end_to_end_expose_label_recover_prune(backdoored, tmp_path):
+    config = DefenseConfig(max_length=32, mask_kinds=["layernorm"], removal="recover_prune", **FAST)
+    result = defend_backdoored(backdoored, config, tmp_path)
     report = result.report()
     assert report["label_found"] == 1 and report["label_share"] >= 0.9
     m = report["metrics"]
@@ -89,16 +95,7 @@ def test_trigger_unlearning_is_the_text_default_and_removes_the_backdoor(backdoo
     data, model = backdoored["data"], backdoored["model"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = DefenseConfig(max_length=32, unlearn=FAST["unlearn"], finetune=FAST_FINETUNE, search={"top_k": 40})
-    result = run_defense(
-        model,
-        make_tokenizer(),
-        data["defense"],
-        config=config,
-        scratch_dir=str(tmp_path),
-        test=data["test"],
-        asr_set=data["test_poisoned"],
-        target=1,
-    )
+    result = defend_backdoored(backdoored, config, tmp_path)
     report = result.report()
     assert report["removal"] == "trigger_unlearn" and "pruning" not in report
     unlearning = report["trigger_unlearning"]
@@ -141,19 +138,8 @@ def defend_with_exposure(backdoored, exposed, scratch_dir, trigger_labels: str =
     """Trigger unlearning of the backdoored suspect with ``exposed`` standing in for its exposed model."""
     from ebyd_hf.exposure import Exposure
 
-    data = backdoored["data"]
     config = DefenseConfig(max_length=32, finetune=FAST_FINETUNE, search={"top_k": 40}, trigger_labels=trigger_labels)
-    return run_defense(
-        backdoored["model"],
-        make_tokenizer(),
-        data["defense"],
-        config=config,
-        scratch_dir=str(scratch_dir),
-        test=data["test"],
-        asr_set=data["test_poisoned"],
-        target=1,
-        exposure=Exposure(exposed),
-    )
+    return defend_backdoored(backdoored, config, scratch_dir, exposure=Exposure(exposed))
 
 
 def test_trigger_search_falls_back_to_the_other_label_when_the_exposure_names_the_wrong_one(backdoored, tmp_path):
