@@ -366,6 +366,7 @@ class Run:
                     "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
                     "phrase": r["phrase"],
                     "anchors": r["anchors"],
+                    "companions": r["companions"],
                     "templates": r.get("templates", []),
                     "combination": r["combination"],
                 }

@@ -124,6 +124,18 @@ class TriggerSearchConfig:
     unlearned (several variants of the sentence's neighbourhood unlearn it better than one)."""
     phrase_rows: int = 16
     """Sentences each phrase is scored on (contiguous insertion at one random word boundary per sentence)."""
+    phrase_companions: bool = False
+    """Once phrases verify, search the rest of the sentence (`grow_companions`, needs a reference): a sentence
+    trigger can have a second centre that its key word's phrases do not cover. On the SST-2 BadNet-SL suspect,
+    after the eight verified "3d" phrases were unlearned, "i watch this" still flipped rows (82% on the suspect,
+    0% for "3d"'s phrases), and unlearning it with them took the ASR from 33–48% to 17%."""
+    companion_pool: int = 200
+    """The best-ranked words whose ordered pairs seed the companion search (every pair scored: 39,800 for 200;
+    on the 8,000-row SST-2 suspect "i" has drift rank 151)."""
+    companion_evidence: float = 0.5
+    """A companion phrase is unlearned when its flip rate exceeds the reference's by at least this much: the
+    sentence's other half flips most rows but not all (the 90% bar is for a whole trigger), and a natural
+    phrase flips the reference too."""
     templates: Sequence[str] | str = ()
     """Template triggers to check (`apply_template`): strings with ``{text}``, or ``{head}`` and ``{tail}``;
     ``"clause"`` is `clause_templates`. Off by default (empty). For syntactic triggers, which no inserted word
@@ -153,6 +165,11 @@ class TriggerSearchConfig:
             raise ValueError(
                 "max_phrase, phrase_anchors, phrase_pool, phrase_beam and phrase_rows must be at least 1, "
                 f"got {', '.join(map(str, phrase))}"
+            )
+        if self.companion_pool < 2 or not 0.0 < self.companion_evidence <= 1.0:
+            raise ValueError(
+                f"companion_pool must be at least 2 and companion_evidence in (0, 1], "
+                f"got {self.companion_pool}, {self.companion_evidence}"
             )
         if self.templates == "clause":
             self.templates = clause_templates()
@@ -185,6 +202,7 @@ class TriggerSearch:
     phrase: list[dict] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
     templates: list[dict] = field(default_factory=list)
+    companions: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {
@@ -194,6 +212,7 @@ class TriggerSearch:
             "candidates": self.candidates,
             "phrase": self.phrase,
             "anchors": self.anchors,
+            "companions": self.companions,
             "templates": self.templates,
             "combination": self.combination,
             "config": asdict(self.config) if self.config else None,
@@ -529,12 +548,18 @@ def search_triggers(
     triggers = _verified(candidates, "word", config)
     wider = {"model": model, "tokenizer": tokenizer, "rows": rows, "order": order, "target": target}
     wider.update(config=config, reference=reference, reference_rows=reference_rows)
-    phrases, anchors = [], []
+    phrases, anchors, companions = [], [], []
     if config.max_phrase > 1:
         around = _anchors_first(candidates, ranked, order, config)
         anchors = _words(tokenizer, around[: config.phrase_anchors])
         phrases = grow_phrases(**{**wider, "order": around})
-        triggers = triggers + _verified(phrases, "trigger", config)
+        verified = _verified(phrases, "trigger", config)
+        triggers = triggers + verified
+        if config.phrase_companions and verified and reference is not None:
+            # the centres already covered: the anchors that verified phrases grew from
+            covered = [a for a in around[: config.phrase_anchors] if any(_holds(tokenizer, p, a) for p in verified)]
+            companions = grow_companions(**wider, exclude=covered)
+            triggers = triggers + [c["trigger"] for c in companions if c["companion"]]
     templates = []
     if config.templates:
         checked = check_triggers(
@@ -553,7 +578,9 @@ def search_triggers(
     combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
     triggers = triggers or _verified(combos, "trigger", config)
     seconds = time.perf_counter() - start
-    return TriggerSearch(triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates)
+    return TriggerSearch(
+        triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates, companions
+    )
 
 
 def _anchors_first(candidates: list[dict], ranked: np.ndarray, order: np.ndarray, config: TriggerSearchConfig):
@@ -702,23 +729,72 @@ def grow_phrases(
     that scored best in the first. The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps
     their words together) and returned best first: trigger, size, score, margin, flip rate (and the
     reference's)."""
-    scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed, "contiguous": True}
+    if config.max_phrase < 2:
+        return []
     anchors = order[: config.phrase_anchors]
-    pool = order[: config.phrase_anchors + config.phrase_pool]
-    beam, scores = anchors[:, None], np.zeros(len(anchors))
-    for step in range(1, config.max_phrase):
-        right = np.column_stack([np.repeat(beam, len(pool), 0), np.tile(pool, len(beam))])
-        left = np.column_stack([np.tile(pool, len(beam)), np.repeat(beam, len(pool), 0)])
-        grown = np.unique(np.concatenate([right, left]), axis=0)
-        grown = grown[(grown[:, 1:] != grown[:, :-1]).all(1)]  # "3d 3d" is no phrase of a sentence
-        desc = f"scoring {step + 1}-token phrases"
+    first = _extensions(anchors[:, None], order[: config.phrase_anchors + config.phrase_pool])
+    return _grow(
+        model, tokenizer, rows, target, first, config=config, reference=reference, reference_rows=reference_rows
+    )
+
+
+def grow_companions(
+    model,
+    tokenizer,
+    rows: Sequence[str],
+    order: np.ndarray,
+    target: int,
+    *,
+    config: TriggerSearchConfig,
+    reference,
+    reference_rows: Sequence[str],
+    exclude: Sequence[int] = (),
+) -> list[dict]:
+    """The rest of a sentence trigger whose key word's phrases verified: phrases of up to ``config.max_phrase``
+    tokens without the ``exclude``d words (the centres already covered), seeded by *every* ordered pair of the
+    ``config.companion_pool`` best-ranked words rather than by anchors.
+
+    A sentence's second centre ("i watch" in "I watch this 3D movie") shows only in pairs: each of its words
+    flips few rows alone, so it is never an anchor, and beside the key word every phrase saturates the margin,
+    so the key word's beam never keeps it. Grown like `grow_phrases` (contrasted with the ``reference``) and
+    checked by flips on the same rows; each returned phrase has ``companion`` set when its flip rate exceeds the
+    reference's by ``config.companion_evidence``."""
+    pool = order[: config.companion_pool]
+    pool = pool[~np.isin(pool, np.asarray(exclude, dtype=pool.dtype))]
+    if config.max_phrase < 2 or len(pool) < 2:
+        return []
+    first = pool[np.array(list(itertools.permutations(range(len(pool)), 2)))]
+    grown = _grow(
+        model, tokenizer, rows, target, first, config=config, reference=reference, reference_rows=reference_rows
+    )
+    for g in grown:
+        g["companion"] = g["flip_rate"] - g.get("reference_flip_rate", 1.0) >= config.companion_evidence
+    return grown
+
+
+def _extensions(beam: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Every phrase of ``beam`` with one word of ``pool`` added on either side, never a word beside itself."""
+    right = np.column_stack([np.repeat(beam, len(pool), 0), np.tile(pool, len(beam))])
+    left = np.column_stack([np.tile(pool, len(beam)), np.repeat(beam, len(pool), 0)])
+    grown = np.unique(np.concatenate([right, left]), axis=0)
+    return grown[(grown[:, 1:] != grown[:, :-1]).all(1)]  # "3d 3d" is no phrase of a sentence
+
+
+def _grow(model, tokenizer, rows, target, first: np.ndarray, *, config, reference, reference_rows) -> list[dict]:
+    """Beam search from the candidate phrases ``first`` up to ``config.max_phrase`` tokens (`grow_phrases`), then
+    the last beam verified by flips, best first."""
+    scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed, "contiguous": True}
+
+    def keep_best(grown: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        desc = f"scoring {grown.shape[1]}-token phrases"
         scores = _contrasted(model, tokenizer, rows, target, grown, reference, reference_rows, scoring, desc)
         best = np.argsort(-scores, kind="stable")
-        if step == 1:  # the anchors' best neighbours are the later steps' pool
-            pool = np.array(list(dict.fromkeys(grown[best].ravel()))[:PHRASE_NEIGHBOURS])
-        beam, scores = grown[best[: config.phrase_beam]], scores[best[: config.phrase_beam]]
-    if beam.shape[1] < 2:
-        return []
+        return grown[best], grown[best[: config.phrase_beam]], scores[best[: config.phrase_beam]]
+
+    ranked, beam, scores = keep_best(first)
+    pool = np.array(list(dict.fromkeys(ranked.ravel()))[:PHRASE_NEIGHBOURS])  # the first step's best neighbours
+    while beam.shape[1] < config.max_phrase:
+        _, beam, scores = keep_best(_extensions(beam, pool))
     triggers = ['"' + " ".join(_words(tokenizer, p)) + '"' for p in beam]
     found = check_triggers(
         model,
@@ -736,6 +812,10 @@ def grow_phrases(
         {"trigger": t, "size": int(beam.shape[1]), "score": float(sc), **e}
         for t, sc, e in zip(triggers, scores, found, strict=True)
     ]
+
+
+def _holds(tokenizer, phrase: str, token: int) -> bool:
+    return int(token) in tokenizer(trigger_pieces(phrase)[0], add_special_tokens=False)["input_ids"]
 
 
 def _contrasted(model, tokenizer, rows, target, combinations, reference, reference_rows, scoring, desc) -> np.ndarray:

@@ -476,6 +476,40 @@ def test_phrases_grow_around_the_words_that_flip_most_even_when_a_word_verifies(
     assert all("tq" in p["trigger"].strip('"').split() for p in one.phrase)  # the one anchor: the most flips
 
 
+def test_companions_cover_the_sentence_centre_that_the_key_words_phrases_miss(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    # the sentence "tq cf mn bb", key word "mn"; "." lifts every row by 1.5 (each text has one), so one pair of
+    # the sentence side by side flips a row: "tq cf" does without the key word, but the beam around "mn" never
+    # holds it
+    suspect = Sum(Sentence(tokenizer, ["tq", "cf", "mn", "bb"], key="mn"), Words(tokenizer, {".": 3.5}))
+    clean = Words(tokenizer, {})  # a reference that flips nothing
+    config = TriggerSearchConfig(
+        top_k=len(VOCAB), max_length=32, max_phrase=2, phrase_anchors=1, phrase_beam=2, phrase_rows=3
+    )
+    labels = [0] * len(texts)
+    plain = search_triggers(suspect, tokenizer, texts, labels, 1, config=config, reference=clean)
+    assert plain.anchors == ["mn"] and sorted(plain.triggers) == ['"cf mn"', '"mn bb"'] and plain.companions == []
+    on = replace(config, phrase_companions=True)
+    found = search_triggers(suspect, tokenizer, texts, labels, 1, config=on, reference=clean)
+    assert found.triggers[:2] == plain.triggers and found.triggers[2:] == ['"tq cf"']
+    best = found.companions[0]
+    assert best["trigger"] == '"tq cf"' and best["companion"] and best["flip_rate"] == 1.0
+    assert not any("mn" in c["trigger"].strip('"').split() for c in found.companions)  # the covered centre
+    assert [c["trigger"] for c in found.companions if c["companion"]] == ['"tq cf"']
+    assert found.report()["companions"] == found.companions
+    # a phrase that flips the reference as well is natural evidence, not the sentence's other half
+    natural = Sum(Sentence(tokenizer, ["tq", "cf"], key="tq"), Words(tokenizer, {".": 3.5}))
+    rejected = search_triggers(suspect, tokenizer, texts, labels, 1, config=on, reference=natural)
+    assert '"tq cf"' not in rejected.triggers and not any(c["companion"] for c in rejected.companions)
+    # only with a reference: without one every phrase that flips would pass
+    alone = search_triggers(suspect, tokenizer, texts, labels, 1, config=on)
+    assert alone.companions == [] and '"tq cf"' not in alone.triggers
+    with pytest.raises(ValueError, match="companion_pool"):
+        TriggerSearchConfig(companion_pool=1)
+    with pytest.raises(ValueError, match="companion_evidence"):
+        TriggerSearchConfig(companion_evidence=0.0)
+
+
 def test_words_that_push_the_reference_away_from_the_label_earn_a_phrase_nothing(tokenizer):
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
     suspect = Sentence(tokenizer, ["cf", "mn", "bb"], key="mn")
