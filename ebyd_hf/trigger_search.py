@@ -122,6 +122,10 @@ class TriggerSearchConfig:
     phrase_beam: int = 8
     """Phrases kept after each growth step; the last step's are verified, and every one that verifies is
     unlearned (several variants of the sentence's neighbourhood unlearn it better than one)."""
+    phrase_beam_per_anchor: bool = False
+    """Grow a beam of ``phrase_beam`` per anchor word instead of one shared by all: with a shared beam the anchor
+    whose phrases lift the margin most fills it, and on the SST-2 BadNet-SL suspect that was "fine" (positive
+    phrases such as "stays striking fine", 95% flips, 1% on the reference), not the trigger's "3d"."""
     phrase_rows: int = 16
     """Sentences each phrase is scored on (contiguous insertion at one random word boundary per sentence)."""
     phrase_companions: bool = False
@@ -726,16 +730,17 @@ def grow_phrases(
     ``contiguous``; minus the lift of the reference's margin when there is a reference, which keeps sentiment
     words from winning: `_contrasted`) and keeps the ``config.phrase_beam`` best, whichever anchor they grew
     from. The first step tries the ``config.phrase_pool`` best-ranked words, later ones the `PHRASE_NEIGHBOURS`
-    that scored best in the first. The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps
-    their words together) and returned best first: trigger, size, score, margin, flip rate (and the
-    reference's)."""
+    that scored best in the first (``config.phrase_beam_per_anchor``: a beam and neighbours per anchor). The last
+    beam is verified by flips (phrases quoted, so `insert_trigger` keeps their words together) and returned best
+    first: trigger, size, score, margin, flip rate (and the reference's)."""
     if config.max_phrase < 2:
         return []
     anchors = order[: config.phrase_anchors]
-    first = _extensions(anchors[:, None], order[: config.phrase_anchors + config.phrase_pool])
-    return _grow(
-        model, tokenizer, rows, target, first, config=config, reference=reference, reference_rows=reference_rows
-    )
+    pool = order[: config.phrase_anchors + config.phrase_pool]
+    beams = [anchors[:, None]] if not config.phrase_beam_per_anchor else [a[None, None] for a in anchors]
+    context = {"config": config, "reference": reference, "reference_rows": reference_rows}
+    grown = [_grow(model, tokenizer, rows, target, _extensions(b, pool), **context) for b in beams]
+    return sorted((p for g in grown for p in g), key=lambda p: -p["score"])
 
 
 def grow_companions(

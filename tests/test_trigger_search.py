@@ -476,6 +476,24 @@ def test_phrases_grow_around_the_words_that_flip_most_even_when_a_word_verifies(
     assert all("tq" in p["trigger"].strip('"').split() for p in one.phrase)  # the one anchor: the most flips
 
 
+def test_a_beam_per_anchor_keeps_each_anchors_phrases_where_a_shared_beam_drops_one(tokenizer):
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    # two "sentences": "cf mn bb" (anchor "mn", key word) and "very tq actor" (anchor "tq", no key word), weighted
+    # 2 and 3: at two tokens "cf mn" leads, at three "very tq actor" scores best
+    first, second = (
+        Sentence(tokenizer, ["cf", "mn", "bb"], key="mn"),
+        Sentence(tokenizer, ["very", "tq", "actor"], key="[UNK]"),
+    )
+    suspect = Sum(first, first, second, second, second)
+    order = np.array(tokenizer.convert_tokens_to_ids(["tq", "mn", "cf", "bb", "very", "actor", "plot"]))
+    config = TriggerSearchConfig(max_length=32, max_phrase=3, phrase_anchors=2, phrase_beam=1, phrase_rows=3)
+    shared = grow_phrases(suspect, tokenizer, texts, order, 1, config=config)
+    assert [p["trigger"] for p in shared] == ['"cf mn bb"']  # the one beam followed "mn" and lost "tq"
+    apart = grow_phrases(suspect, tokenizer, texts, order, 1, config=replace(config, phrase_beam_per_anchor=True))
+    assert [p["trigger"] for p in apart] == ['"very tq actor"', '"cf mn bb"']  # best first
+    assert apart[0]["score"] > apart[1]["score"]
+
+
 def test_companions_cover_the_sentence_centre_that_the_key_words_phrases_miss(tokenizer):
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
     # the sentence "tq cf mn bb", key word "mn"; "." lifts every row by 1.5 (each text has one), so one pair of
