@@ -490,7 +490,9 @@ def defense_setting(entry: dict) -> str:
     if search.ranking != default.ranking:
         parts.append(f"{search.ranking} ranking")
     if search.max_phrase > 1:
-        parts.append(f"phrases of {search.max_phrase}")
+        parts.append(f"phrases of {search.max_phrase}" + (" per anchor" if search.phrase_beam_per_anchor else ""))
+        if search.phrase_companions:
+            parts.append("companions")
     if search.templates:
         built_in = search.templates == clause_templates()
         parts.append("clause templates" if built_in else f"{len(search.templates)} templates")
