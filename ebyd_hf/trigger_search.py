@@ -130,9 +130,11 @@ class TriggerSearchConfig:
     """Sentences each phrase is scored on (contiguous insertion at one random word boundary per sentence)."""
     phrase_companions: bool = False
     """Once phrases verify, search the rest of the sentence (`grow_companions`, needs a reference): a sentence
-    trigger can have a second centre that its key word's phrases do not cover. On the SST-2 BadNet-SL suspect,
-    after the eight verified "3d" phrases were unlearned, "i watch this" still flipped rows (82% on the suspect,
-    0% for "3d"'s phrases), and unlearning it with them took the ASR from 33–48% to 17%."""
+    trigger can have a second centre that its key word's phrases do not cover. On the SST-2 BadNet-SL suspect
+    "i watch this" flips 82% of the rows, and unlearning it beside eight "3d" phrases took the ASR from 33–48% to
+    24% (with "i watch this movie" as well: 17%). But there the search
+    itself verified positive phrases the 400-row reference did not flip, not "i watch", and did worse (77.6%):
+    opt-in, measured as not yet working (benchmarks/README.md, "Phrase triggers")."""
     companion_pool: int = 200
     """The best-ranked words whose ordered pairs seed the companion search (every pair scored: 39,800 for 200;
     on the 8,000-row SST-2 suspect "i" has drift rank 151)."""
