@@ -132,9 +132,9 @@ class TriggerSearchConfig:
     """Once phrases verify, search the rest of the sentence (`grow_companions`, needs a reference): a sentence
     trigger can have a second centre that its key word's phrases do not cover. On the SST-2 BadNet-SL suspect
     "i watch this" flips 82% of the rows, and unlearning it beside eight "3d" phrases took the ASR from 33–48% to
-    24% (with "i watch this movie" as well: 17%). But there the search
-    itself verified positive phrases the 400-row reference did not flip, not "i watch", and did worse (77.6%):
-    opt-in, measured as not yet working (benchmarks/README.md, "Phrase triggers")."""
+    24% (with "i watch this movie" as well: 17%). But there the search itself verified positive phrases the
+    400-row reference did not flip, not "i watch", and did worse (77.6%): opt-in, measured as not yet working
+    (benchmarks/README.md, "Phrase triggers")."""
     companion_pool: int = 200
     """The best-ranked words whose ordered pairs seed the companion search (every pair scored: 39,800 for 200;
     on the 8,000-row SST-2 suspect "i" has drift rank 151)."""
@@ -775,7 +775,7 @@ def grow_companions(
         model, tokenizer, rows, target, first, config=config, reference=reference, reference_rows=reference_rows
     )
     for g in grown:
-        g["companion"] = g["flip_rate"] - g.get("reference_flip_rate", 1.0) >= config.companion_evidence
+        g["companion"] = g["flip_rate"] - g["reference_flip_rate"] >= config.companion_evidence
     return grown
 
 
