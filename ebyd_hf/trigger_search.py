@@ -16,7 +16,8 @@
    unlearning phrases close to the whole sentence removes it. Beam search around the ``phrase_anchors`` checked
    words with the most backdoor evidence (flips, minus the reference's), one token on either side per step, each
    phrase scored with its words inserted together (`grow_phrases`); a phrase is a quoted string
-   (``'"watching 3d movie"'``), inserted whole.
+   (``'"watching 3d movie"'``), inserted whole. With ``phrase_companions``, the sentence's other centre too: word
+   pairs the suspect answers more strongly together than apart (`find_companions`).
 4. **Check templates** (opt-in, ``templates``): a syntactic trigger (Hidden Killer) is a sentence *shape*, not
    words: its paraphrases open with a subordinate clause (SCPN template ``S(SBAR)(,)(NP)(VP)(.)``), and no word
    inserted anywhere flips the suspect. A template trigger rewrites each row into a shape (``"when it is {head} ,
@@ -129,17 +130,18 @@ class TriggerSearchConfig:
     phrase_rows: int = 16
     """Sentences each phrase is scored on (contiguous insertion at one random word boundary per sentence)."""
     phrase_companions: bool = False
-    """Once phrases verify, search the rest of the sentence (`grow_companions`, needs a reference): a sentence
+    """Once phrases verify, search the rest of the sentence (`find_companions`, needs a reference): a sentence
     trigger can have a second centre that its key word's phrases do not cover. On the SST-2 BadNet-SL suspect
     "i watch this" flips 82% of the rows, and unlearning it beside eight "3d" phrases took the ASR from 33–48% to
-    24% (with "i watch this movie" as well: 17%). But there the search itself verified positive phrases the
-    400-row reference did not flip, not "i watch", and did worse (77.6%): opt-in, measured as not yet working
-    (benchmarks/README.md, "Phrase triggers")."""
-    companion_pool: int = 200
-    """The best-ranked words whose ordered pairs seed the companion search (every pair scored: 39,800 for 200;
-    on the 8,000-row SST-2 suspect "i" has drift rank 151)."""
+    24% (with "i watch this movie" as well: 17%). Word pairs are ranked by how much more they lift the margin
+    together than apart, which puts "i watch" first of 9,900 pairs there (benchmarks/README.md, "Phrase
+    triggers")."""
+    companion_pool: int = 100
+    """The best-ranked words whose ordered pairs the companion search scores (9,900 for 100, each on
+    ``phrase_rows`` sentences: about 2.5 minutes on one CPU thread; on the 4,000-row SST-2 BadNet-SL suspect "i"
+    and "watch" have drift ranks 18 and 76, on the 8,000-row one "i" has 151)."""
     companion_evidence: float = 0.5
-    """A companion phrase is unlearned when its flip rate exceeds the reference's by at least this much: the
+    """A companion pair is unlearned when its flip rate exceeds the reference's by at least this much: the
     sentence's other half flips most rows but not all (the 90% bar is for a whole trigger), and a natural
     phrase flips the reference too."""
     templates: Sequence[str] | str = ()
@@ -564,7 +566,7 @@ def search_triggers(
         if config.phrase_companions and verified and reference is not None:
             # the centres already covered: the anchors that verified phrases grew from
             covered = [a for a in around[: config.phrase_anchors] if any(_holds(tokenizer, p, a) for p in verified)]
-            companions = grow_companions(**wider, exclude=covered)
+            companions = find_companions(**wider, exclude=covered)
             triggers = triggers + [c["trigger"] for c in companions if c["companion"]]
     templates = []
     if config.templates:
@@ -745,7 +747,7 @@ def grow_phrases(
     return sorted((p for g in grown for p in g), key=lambda p: -p["score"])
 
 
-def grow_companions(
+def find_companions(
     model,
     tokenizer,
     rows: Sequence[str],
@@ -757,26 +759,81 @@ def grow_companions(
     reference_rows: Sequence[str],
     exclude: Sequence[int] = (),
 ) -> list[dict]:
-    """The rest of a sentence trigger whose key word's phrases verified: phrases of up to ``config.max_phrase``
-    tokens without the ``exclude``d words (the centres already covered), seeded by *every* ordered pair of the
-    ``config.companion_pool`` best-ranked words rather than by anchors.
+    """The rest of a sentence trigger whose key word's phrases verified: the word pairs, from the
+    ``config.companion_pool`` best-ranked words without the ``exclude``d ones (the centres already covered), that
+    the suspect answers far more strongly side by side than apart.
 
     A sentence's second centre ("i watch" in "I watch this 3D movie") shows only in pairs: each of its words
     flips few rows alone, so it is never an anchor, and beside the key word every phrase saturates the margin,
-    so the key word's beam never keeps it. Grown like `grow_phrases` (contrasted with the ``reference``) and
-    checked by flips on the same rows; each returned phrase has ``companion`` set when its flip rate exceeds the
-    reference's by ``config.companion_evidence``."""
+    so the key word's beam never keeps it. By margin such a pair also loses to pairs of sentiment words, whose
+    lifts add up (on the SST-2 suspect "i watch" ranked 767th of 9,900 pairs). A backdoor is a conjunction the
+    model learned: the pair's lift exceeds the sum of its words' lifts (`pair_interactions`; "i watch" ranked
+    first). Every ordered pair is scored by its interaction minus the ``reference``'s (only where the reference's
+    is positive: natural phrases interact in any model; only the `REFERENCE_SHORTLIST` best are scored on it),
+    and the ``config.phrase_beam`` best are checked by flips on ``rows``; each returned pair (quoted, best first)
+    has ``companion`` set when it interacts (score above 0: two sentiment words flip rows too, but add up) and
+    its flip rate exceeds the reference's by ``config.companion_evidence``."""
     pool = order[: config.companion_pool]
     pool = pool[~np.isin(pool, np.asarray(exclude, dtype=pool.dtype))]
-    if config.max_phrase < 2 or len(pool) < 2:
+    if len(pool) < 2:
         return []
-    first = pool[np.array(list(itertools.permutations(range(len(pool)), 2)))]
-    grown = _grow(
-        model, tokenizer, rows, target, first, config=config, reference=reference, reference_rows=reference_rows
+    pairs = np.array(list(itertools.permutations(range(len(pool)), 2)))
+    scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed}
+    lift = pair_interactions(model, tokenizer, rows, target, pool, pairs, **scoring, desc="scoring word pairs")
+    short = np.argsort(-lift, kind="stable")[:REFERENCE_SHORTLIST]
+    natural = pair_interactions(reference, tokenizer, reference_rows, target, pool, pairs[short], **scoring)
+    scores = np.full(len(pairs), -np.inf)
+    scores[short] = lift[short] - np.maximum(natural, 0.0)
+    best = np.argsort(-scores, kind="stable")[: config.phrase_beam]
+    triggers = ['"' + " ".join(_words(tokenizer, pool[pairs[i]])) + '"' for i in best]
+    found = check_triggers(
+        model,
+        tokenizer,
+        rows,
+        triggers,
+        target,
+        seed=config.seed,
+        reference=reference,
+        reference_rows=reference_rows,
+        max_length=config.max_length,
+        batch_size=config.batch_size,
     )
-    for g in grown:
-        g["companion"] = g["flip_rate"] - g["reference_flip_rate"] >= config.companion_evidence
-    return grown
+    return [
+        {
+            "trigger": t,
+            "size": 2,
+            "score": float(scores[i]),
+            **e,
+            "companion": scores[i] > 0 and e["flip_rate"] - e["reference_flip_rate"] >= config.companion_evidence,
+        }
+        for t, i, e in zip(triggers, best, found, strict=True)
+    ]
+
+
+def pair_interactions(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    target: int,
+    words: np.ndarray,
+    pairs: np.ndarray,
+    *,
+    desc: str | None = None,
+    **scoring,
+) -> np.ndarray:
+    """How much more each pair of token ids (``pairs``: index pairs into ``words``) lifts ``model``'s target margin
+    inserted side by side than its two words do apart: m(ab) − m(a) − m(b) + m(∅), all scored on the same
+    sentences at the same insertion points (`score_combinations`, ``contiguous``; ``scoring``: its ``rows``,
+    ``max_length``, ``seed``). Near zero for words whose effects add up (sentiment words), large for a phrase the
+    model answers only whole."""
+    nothing = np.zeros((1, 0), dtype=np.int64)
+
+    def margin(ids: np.ndarray, desc: str | None = None) -> np.ndarray:
+        return score_combinations(model, tokenizer, texts, target, ids, contiguous=True, desc=desc, **scoring)
+
+    alone = margin(words[:, None])
+    together = margin(words[pairs], desc=desc)
+    return together - alone[pairs[:, 0]] - alone[pairs[:, 1]] + margin(nothing)[0]
 
 
 def _extensions(beam: np.ndarray, pool: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from ebyd_hf.trigger_search import (
     insert_trigger,
     insertable_token_ids,
     is_template,
+    pair_interactions,
     pool_size,
     rank_tokens,
     rank_tokens_by_drift,
@@ -498,25 +499,33 @@ def test_companions_cover_the_sentence_centre_that_the_key_words_phrases_miss(to
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
     # the sentence "tq cf mn bb", key word "mn"; "." lifts every row by 1.5 (each text has one), so one pair of
     # the sentence side by side flips a row: "tq cf" does without the key word, but the beam around "mn" never
-    # holds it
-    suspect = Sum(Sentence(tokenizer, ["tq", "cf", "mn", "bb"], key="mn"), Words(tokenizer, {".": 3.5}))
-    clean = Words(tokenizer, {})  # a reference that flips nothing
+    # holds it. "very" and "good" lift the margin by 2 each, anywhere: together (4) they beat "tq cf" (3) by
+    # margin, but nothing comes of their being side by side, and the weak reference does not flip on them
+    suspect = Sum(
+        Sentence(tokenizer, ["tq", "cf", "mn", "bb"], key="mn"), Words(tokenizer, {".": 3.5, "very": 2.0, "good": 2.0})
+    )
+    weak = Words(tokenizer, {"very": 0.5, "good": 0.5})  # a reference that flips nothing
     config = TriggerSearchConfig(
         top_k=len(VOCAB), max_length=32, max_phrase=2, phrase_anchors=1, phrase_beam=2, phrase_rows=3
     )
     labels = [0] * len(texts)
-    plain = search_triggers(suspect, tokenizer, texts, labels, 1, config=config, reference=clean)
+    plain = search_triggers(suspect, tokenizer, texts, labels, 1, config=config, reference=weak)
     assert plain.anchors == ["mn"] and sorted(plain.triggers) == ['"cf mn"', '"mn bb"'] and plain.companions == []
     on = replace(config, phrase_companions=True)
-    found = search_triggers(suspect, tokenizer, texts, labels, 1, config=on, reference=clean)
+    found = search_triggers(suspect, tokenizer, texts, labels, 1, config=on, reference=weak)
     assert found.triggers[:2] == plain.triggers and found.triggers[2:] == ['"tq cf"']
     best = found.companions[0]
-    assert best["trigger"] == '"tq cf"' and best["companion"] and best["flip_rate"] == 1.0
-    assert not any("mn" in c["trigger"].strip('"').split() for c in found.companions)  # the covered centre
     assert [c["trigger"] for c in found.companions if c["companion"]] == ['"tq cf"']
+    assert best["trigger"] == '"tq cf"' and best["companion"] and best["flip_rate"] == 1.0 and best["size"] == 2
+    assert best["score"] == pytest.approx(3.0)  # the pair's lift beyond its words' (0 each)
     assert found.report()["companions"] == found.companions
-    # a phrase that flips the reference as well is natural evidence, not the sentence's other half
-    natural = Sum(Sentence(tokenizer, ["tq", "cf"], key="tq"), Words(tokenizer, {".": 3.5}))
+    wide = search_triggers(suspect, tokenizer, texts, labels, 1, config=replace(on, phrase_beam=1000), reference=weak)
+    assert not any("mn" in c["trigger"].strip('"').split() for c in wide.companions)  # the covered centre
+    sentiment = next(c for c in wide.companions if c["trigger"] == '"very good"')
+    assert sentiment["score"] == pytest.approx(0.0) and sentiment["flip_rate"] == 1.0  # it flips, but adds up
+    assert sentiment["reference_flip_rate"] == 0.0 and not sentiment["companion"]
+    # a phrase that the reference answers together as well is natural evidence, not the sentence's other half
+    natural = Sum(Sentence(tokenizer, ["tq", "cf"], key="tq"), Words(tokenizer, {".": 3.5, "very": 2.0, "good": 2.0}))
     rejected = search_triggers(suspect, tokenizer, texts, labels, 1, config=on, reference=natural)
     assert '"tq cf"' not in rejected.triggers and not any(c["companion"] for c in rejected.companions)
     # only with a reference: without one every phrase that flips would pass
@@ -526,6 +535,15 @@ def test_companions_cover_the_sentence_centre_that_the_key_words_phrases_miss(to
         TriggerSearchConfig(companion_pool=1)
     with pytest.raises(ValueError, match="companion_evidence"):
         TriggerSearchConfig(companion_evidence=0.0)
+
+
+def test_pair_interactions_are_zero_for_words_that_add_up_and_large_for_a_phrase(tokenizer):
+    texts = ["the movie was bad .", "it is boring ."]
+    model = Sum(Sentence(tokenizer, ["tq", "cf"], key="[UNK]"), Words(tokenizer, {"very": 2.0, "good": 1.0}))
+    words = np.array(tokenizer.convert_tokens_to_ids(["tq", "cf", "very", "good"]))
+    pairs = np.array([[0, 1], [1, 0], [2, 3], [0, 2]])
+    scores = pair_interactions(model, tokenizer, texts, 1, words, pairs, rows=2, max_length=32, seed=0)
+    assert scores.tolist() == pytest.approx([3.0, 0.0, 0.0, 0.0])  # only "tq cf" in order
 
 
 def test_words_that_push_the_reference_away_from_the_label_earn_a_phrase_nothing(tokenizer):
