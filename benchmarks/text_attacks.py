@@ -11,6 +11,7 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
 
     HF_HUB_OFFLINE=1 flock /tmp/ebyd-cpu.lock python benchmarks/text_attacks.py     # ../shared/data, MiniLM
     python benchmarks/text_attacks.py --only sst2/clean sst2/badnet_sl               # a subset, for a quick look
+    python benchmarks/text_attacks.py --datasets twitter --only twitter/badnet_sl --defense recipe   # one key alone
     python benchmarks/text_attacks.py --suspect_cache runs/text_suspects --resume    # continue a run cut short
     python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # README table so far
     python benchmarks/text_attacks.py --defense recipe --suspect_cache runs/text_suspects     # each recipe's defense
@@ -93,7 +94,13 @@ def parse_args(argv=None):
     p.add_argument("--data", default=DATA, help="folder holding sst2/, imdb/, twitter/, agnews/, syntactic/")
     p.add_argument("--model", default=None, help="base model (default: the pip-shipped all-MiniLM-L6-v2)")
     p.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    p.add_argument("--only", nargs="+", default=None, help="run only these keys, e.g. sst2/clean sst2/sos")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="run only these keys, e.g. sst2/clean sst2/sos; a key of another dataset runs even when this run has no "
+        "SST-2 results to pick the others' attacks from",
+    )
     p.add_argument("--poison_rate", type=float, default=0.1)
     p.add_argument("--defense_size", type=int, default=500)
     p.add_argument("--seed", type=int, default=42)
@@ -430,6 +437,19 @@ def pick_others(results: dict, clean_ca: float | None) -> list[str]:
     return [s[-1] for s in sorted(scored)[:2]]
 
 
+def plan_attacks(name: str, results: dict, only: list[str] | None) -> list[tuple[str, str]]:
+    """The attacks to run on dataset ``name``, each with why: all six on SST-2; elsewhere BadNet-RW and the two
+    best on SST-2 in ``results`` (`pick_others`), plus any attack that ``only`` names for the dataset (a key re-run
+    alone has no SST-2 results to pick from)."""
+    if name == "sst2":
+        return [(a, "all six attacks on SST-2") for a in ATTACKS]
+    others = pick_others(results, results.get("sst2/clean", {}).get("ca"))
+    why = f"best two on SST-2 in this run (besides badnet_rw): {others}"
+    plan = [("badnet_rw", "always")] + [(a, why) for a in others]
+    named = [a for a in ATTACKS if f"{name}/{a}" in (only or ()) and a not in dict(plan)]
+    return plan + [(a, "named by --only") for a in named]
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.table:
@@ -457,12 +477,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     for name in args.datasets:
-        if name == "sst2":
-            plan = [(a, "all six attacks on SST-2") for a in ATTACKS]
-        else:
-            others = pick_others(results, results.get("sst2/clean", {}).get("ca"))
-            why = f"best two on SST-2 in this run (besides badnet_rw): {others}"
-            plan = [("badnet_rw", "always")] + [(a, why) for a in others]
+        plan = plan_attacks(name, results, args.only)
         if wanted(f"{name}/clean"):
             results[f"{name}/clean"] = run.clean(name, [a for a, _ in plan])
             print(f"{name}/clean", results[f"{name}/clean"], flush=True)

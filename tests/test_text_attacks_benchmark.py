@@ -53,6 +53,15 @@ def test_the_other_datasets_get_the_two_best_sst2_attacks_that_keep_clean_accura
     assert bench.pick_others({}, clean_ca=0.84) == []
 
 
+def test_a_key_named_by_only_runs_even_when_no_sst2_results_pick_it(bench):
+    assert [a for a, _ in bench.plan_attacks("sst2", {}, None)] == list(bench.ATTACKS)
+    assert bench.plan_attacks("twitter", {}, None) == [("badnet_rw", "always")]  # nothing on SST-2 to pick from
+    alone = bench.plan_attacks("twitter", {}, ["twitter/badnet_sl", "imdb/sos"])
+    assert alone == [("badnet_rw", "always"), ("badnet_sl", "named by --only")]
+    picked = {"sst2/clean": {"ca": 0.84}, "sst2/sos": entry(0.83, 0.99), "sst2/ripple": entry(0.83, 0.95)}
+    assert [a for a, _ in bench.plan_attacks("agnews", picked, ["agnews/sos"])] == ["badnet_rw", "sos", "ripple"]
+
+
 def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, capsys):
     # a resumed run appends keys out of order; the table puts them back in dataset and paper order
     results = {
