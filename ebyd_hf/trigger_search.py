@@ -780,24 +780,13 @@ def find_companions(
     pairs = np.array(list(itertools.permutations(range(len(pool)), 2)))
     scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed}
     lift = pair_interactions(model, tokenizer, rows, target, pool, pairs, **scoring, desc="scoring word pairs")
-    short = np.argsort(-lift, kind="stable")[:REFERENCE_SHORTLIST]
-    natural = pair_interactions(reference, tokenizer, reference_rows, target, pool, pairs[short], **scoring)
-    scores = np.full(len(pairs), -np.inf)
-    scores[short] = lift[short] - np.maximum(natural, 0.0)
-    best = np.argsort(-scores, kind="stable")[: config.phrase_beam]
-    triggers = ['"' + " ".join(_words(tokenizer, pool[pairs[i]])) + '"' for i in best]
-    found = check_triggers(
-        model,
-        tokenizer,
-        rows,
-        triggers,
-        target,
-        seed=config.seed,
-        reference=reference,
-        reference_rows=reference_rows,
-        max_length=config.max_length,
-        batch_size=config.batch_size,
+    scores = _less_natural(
+        lift,
+        lambda short: pair_interactions(reference, tokenizer, reference_rows, target, pool, pairs[short], **scoring),
     )
+    best = np.argsort(-scores, kind="stable")[: config.phrase_beam]
+    context = {"config": config, "reference": reference, "reference_rows": reference_rows}
+    triggers, found = _check_phrases(model, tokenizer, rows, target, pool[pairs[best]], **context)
     return [
         {
             "trigger": t,
@@ -859,7 +848,18 @@ def _grow(model, tokenizer, rows, target, first: np.ndarray, *, config, referenc
     pool = np.array(list(dict.fromkeys(ranked.ravel()))[:PHRASE_NEIGHBOURS])  # the first step's best neighbours
     while beam.shape[1] < config.max_phrase:
         _, beam, scores = keep_best(_extensions(beam, pool))
-    triggers = ['"' + " ".join(_words(tokenizer, p)) + '"' for p in beam]
+    context = {"config": config, "reference": reference, "reference_rows": reference_rows}
+    triggers, found = _check_phrases(model, tokenizer, rows, target, beam, **context)
+    return [
+        {"trigger": t, "size": int(beam.shape[1]), "score": float(sc), **e}
+        for t, sc, e in zip(triggers, scores, found, strict=True)
+    ]
+
+
+def _check_phrases(model, tokenizer, rows, target, phrases: np.ndarray, *, config, reference, reference_rows):
+    """The token-id ``phrases`` as quoted triggers (`insert_trigger` keeps their words together), with their
+    `check_triggers` effects."""
+    triggers = ['"' + " ".join(_words(tokenizer, p)) + '"' for p in phrases]
     found = check_triggers(
         model,
         tokenizer,
@@ -872,10 +872,7 @@ def _grow(model, tokenizer, rows, target, first: np.ndarray, *, config, referenc
         max_length=config.max_length,
         batch_size=config.batch_size,
     )
-    return [
-        {"trigger": t, "size": int(beam.shape[1]), "score": float(sc), **e}
-        for t, sc, e in zip(triggers, scores, found, strict=True)
-    ]
+    return triggers, found
 
 
 def _holds(tokenizer, phrase: str, token: int) -> bool:
@@ -893,15 +890,26 @@ def _contrasted(model, tokenizer, rows, target, combinations, reference, referen
     margins = score_combinations(model, tokenizer, rows, target, combinations, **scoring, desc=desc)
     if reference is None:
         return margins
-    short = np.argsort(-margins, kind="stable")[:REFERENCE_SHORTLIST]
     nothing = np.zeros((1, 0), dtype=np.int64)
     baseline = score_combinations(reference, tokenizer, reference_rows, target, nothing, **scoring)[0]
-    lift = score_combinations(
-        reference, tokenizer, reference_rows, target, combinations[short], **scoring, desc=f"{desc} (reference)"
-    )
-    scores = np.full(len(combinations), -np.inf)
-    scores[short] = margins[short] - np.maximum(lift - baseline, 0.0)
-    return scores
+
+    def lift(short: np.ndarray) -> np.ndarray:
+        chosen, ref_desc = combinations[short], f"{desc} (reference)"
+        return (
+            score_combinations(reference, tokenizer, reference_rows, target, chosen, **scoring, desc=ref_desc)
+            - baseline
+        )
+
+    return _less_natural(margins, lift)
+
+
+def _less_natural(scores: np.ndarray, natural) -> np.ndarray:
+    """``scores`` minus the positive part of ``natural(indices)`` (the reference's measure of the same candidates),
+    for the `REFERENCE_SHORTLIST` best-scored only; the others get -inf."""
+    short = np.argsort(-scores, kind="stable")[:REFERENCE_SHORTLIST]
+    out = np.full(len(scores), -np.inf)
+    out[short] = scores[short] - np.maximum(natural(short), 0.0)
+    return out
 
 
 def search_combinations(
