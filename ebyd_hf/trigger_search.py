@@ -752,16 +752,22 @@ def grow_phrases(
     ``contiguous``; minus the lift of the reference's margin when there is a reference, which keeps sentiment
     words from winning: `_contrasted`) and keeps the ``config.phrase_beam`` best, whichever anchor they grew
     from. The first step tries the ``config.phrase_pool`` best-ranked words, later ones the `PHRASE_NEIGHBOURS`
-    that scored best in the first (``config.phrase_beam_per_anchor``: a beam and neighbours per anchor). The last
-    beam is verified by flips (phrases quoted, so `insert_trigger` keeps their words together) and returned best
-    first: trigger, size, score, margin, flip rate (and the reference's)."""
+    that scored best in the first (``config.phrase_beam_per_anchor``: a beam and neighbours per anchor, grown
+    without the other anchors). The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps
+    their words together) and returned best first: trigger, size, score, margin, flip rate (and the
+    reference's)."""
     if config.max_phrase < 2:
         return []
     count = config.phrase_anchors if anchors is None else anchors
     anchors, pool = order[:count], order[: count + config.phrase_pool]
-    beams = [anchors[:, None]] if not config.phrase_beam_per_anchor else [a[None, None] for a in anchors]
     context = {"config": config, "reference": reference, "reference_rows": reference_rows}
-    grown = [_grow(model, tokenizer, rows, target, _extensions(b, pool), **context) for b in beams]
+    if not config.phrase_beam_per_anchor:
+        return _grow(model, tokenizer, rows, target, _extensions(anchors[:, None], pool), **context)
+    # each anchor's own neighbourhood: beside another anchor that flips rows alone, any phrase scores high
+    grown = [
+        _grow(model, tokenizer, rows, target, _extensions(a[None, None], pool[~np.isin(pool, others)]), **context)
+        for a, others in ((a, np.delete(anchors, i)) for i, a in enumerate(anchors))
+    ]
     return sorted((p for g in grown for p in g), key=lambda p: -p["score"])
 
 
