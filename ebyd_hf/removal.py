@@ -229,14 +229,13 @@ def search_and_unlearn(
     unlearning never sees; without them, one block). Under `accelerate launch` every decision is the main
     process's, so all ranks run the same steps. ``reference`` (a backdoor-free model for the task) and
     ``base_embeddings`` (its pre-trained input embeddings, for ``ranking="drift"``) go to every search
-    (`search_triggers`), and so do the centres earlier rounds grew verified phrases around (``phrase_regrow``).
+    (`search_triggers`).
     """
     start = time.perf_counter()
     texts, labels = list(clean["text"]), list(clean["label"])
     found: list[str] = []
     searches: list[TriggerSearch] = []
     log: list[dict] = []
-    centres: list[int] = []  # what phrases grew around so far (`TriggerSearchConfig.phrase_regrow`)
     purified, searched = copy.deepcopy(model), search_model if search_model is not None else model
     for round_index in range(rounds):
         result = from_main_process(
@@ -249,11 +248,9 @@ def search_and_unlearn(
                 config=search,
                 reference=reference,
                 base_embeddings=base_embeddings,
-                centres=centres,
             )
         )
         searches.append(result)
-        centres = list(dict.fromkeys(centres + result.centres))
         new = [w for w in result.triggers if w not in found]
         if not new:
             break

@@ -136,12 +136,6 @@ class TriggerSearchConfig:
     24% (with "i watch this movie" as well: 17%). Word pairs are ranked by how much more they lift the margin
     together than apart, which puts "i watch" first of 9,900 pairs there; with a beam per anchor as well, the
     SST-2 recipe's ASR fell from 53.5% to 20.8% (benchmarks/README.md, "Phrase triggers")."""
-    phrase_regrow: bool = False
-    """In later rounds of `removal.search_and_unlearn`, grow phrases again around the centres whose phrases
-    verified in an earlier round (beside that round's own anchors), on the model with those phrases unlearned.
-    In the first round the key word saturates the margin, so any phrase holding it scores alike and the beam
-    keeps sentiment neighbours ("3d fearless cinematic"); once they are unlearned, the key word stops
-    saturating, and the words that still complete it are the sentence's."""
     companion_pool: int = 100
     """The best-ranked words whose ordered pairs the companion search scores (9,900 for 100, each on
     ``phrase_rows`` sentences: about 2.5 minutes on one CPU thread; on the 4,000-row SST-2 BadNet-SL suspect "i"
@@ -217,8 +211,6 @@ class TriggerSearch:
     anchors: list[str] = field(default_factory=list)
     templates: list[dict] = field(default_factory=list)
     companions: list[dict] = field(default_factory=list)
-    centres: list[int] = field(default_factory=list)
-    """Token ids of the anchors that verified phrases grew around (for ``phrase_regrow`` in the next round)."""
 
     def report(self) -> dict:
         return {
@@ -229,7 +221,6 @@ class TriggerSearch:
             "phrase": self.phrase,
             "anchors": self.anchors,
             "companions": self.companions,
-            "centres": self.centres,
             "templates": self.templates,
             "combination": self.combination,
             "config": asdict(self.config) if self.config else None,
@@ -509,14 +500,12 @@ def search_triggers(
     config: TriggerSearchConfig,
     reference=None,
     base_embeddings: torch.Tensor | None = None,
-    centres: Sequence[int] = (),
 ) -> TriggerSearch:
     """Trigger words that make ``model`` answer ``target``, found on clean labelled ``texts``.
 
     Ranking and verification use the non-target sentences that ``model`` classifies correctly, so a flip is a
     change the inserted word caused. With ``reference`` (a backdoor-free model for the task), ranking contrasts
-    the two models and a trigger must leave the reference mostly unflipped (module docstring). ``centres``:
-    token ids an earlier round grew verified phrases around; with ``config.phrase_regrow`` they are anchors too.
+    the two models and a trigger must leave the reference mostly unflipped (module docstring).
     """
     if config.ranking == "drift" and base_embeddings is None:
         raise ValueError("ranking='drift' measures how far the suspect's embeddings moved: pass base_embeddings")
@@ -567,17 +556,16 @@ def search_triggers(
     triggers = _verified(candidates, "word", config)
     wider = {"model": model, "tokenizer": tokenizer, "rows": rows, "order": order, "target": target}
     wider.update(config=config, reference=reference, reference_rows=reference_rows)
-    phrases, anchors, companions, covered = [], [], [], []
+    phrases, anchors, companions = [], [], []
     if config.max_phrase > 1:
-        carried = centres if config.phrase_regrow else ()
-        around, count = _anchors_first(candidates, ranked, order, config, carried)
-        anchors = _words(tokenizer, around[:count])
-        phrases = grow_phrases(**{**wider, "order": around}, anchors=count)
+        around = _anchors_first(candidates, ranked, order, config)
+        anchors = _words(tokenizer, around[: config.phrase_anchors])
+        phrases = grow_phrases(**{**wider, "order": around})
         verified = _verified(phrases, "trigger", config)
         triggers = triggers + verified
-        # the centres covered: the anchors that verified phrases grew from
-        covered = [int(a) for a in around[:count] if any(_holds(tokenizer, p, a) for p in verified)]
         if config.phrase_companions and verified and reference is not None:
+            # the centres already covered: the anchors that verified phrases grew from
+            covered = [a for a in around[: config.phrase_anchors] if any(_holds(tokenizer, p, a) for p in verified)]
             companions = find_companions(**wider, exclude=covered)
             triggers = triggers + [c["trigger"] for c in companions if c["companion"]]
     templates = []
@@ -599,20 +587,16 @@ def search_triggers(
     triggers = triggers or _verified(combos, "trigger", config)
     seconds = time.perf_counter() - start
     return TriggerSearch(
-        triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates, companions, covered
+        triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates, companions
     )
 
 
-def _anchors_first(
-    candidates: list[dict], ranked: np.ndarray, order: np.ndarray, config: TriggerSearchConfig, carried=()
-) -> tuple[np.ndarray, int]:
-    """``order`` with the anchors moved to the front, and how many there are, for `grow_phrases`: the ``carried``
-    token ids, then the ``config.phrase_anchors`` checked words that show the most backdoor evidence (flip rate
-    minus the reference's; ties by rank)."""
+def _anchors_first(candidates: list[dict], ranked: np.ndarray, order: np.ndarray, config: TriggerSearchConfig):
+    """``order`` with the ``config.phrase_anchors`` checked words that show the most backdoor evidence (flip rate
+    minus the reference's; ties by rank) moved to the front, for `grow_phrases`."""
     evidence = [c["flip_rate"] - c.get("reference_flip_rate", 0.0) for c in candidates]
-    best = ranked[np.argsort(-np.asarray(evidence), kind="stable")[: config.phrase_anchors]]
-    anchors = np.array(list(dict.fromkeys([*map(int, carried), *map(int, best)])), dtype=order.dtype)
-    return np.concatenate([anchors, order[~np.isin(order, anchors)]]), len(anchors)
+    anchors = ranked[np.argsort(-np.asarray(evidence), kind="stable")[: config.phrase_anchors]]
+    return np.concatenate([anchors, order[~np.isin(order, anchors)]])
 
 
 def verifies(candidate: dict, config: TriggerSearchConfig) -> bool:
@@ -739,11 +723,9 @@ def grow_phrases(
     config: TriggerSearchConfig,
     reference=None,
     reference_rows: Sequence[str] | None = None,
-    anchors: int | None = None,
 ) -> list[dict]:
     """Contiguous phrase triggers of up to ``config.max_phrase`` tokens, grown around the anchor words (the first
-    ``anchors`` of ``order``, default ``config.phrase_anchors``; `search_triggers` puts the words with the most
-    backdoor evidence there).
+    ``config.phrase_anchors`` of ``order``; `search_triggers` puts the words with the most backdoor evidence there).
 
     A sentence trigger (BadNet-SL's "I watch this 3D movie") has a key word that flips most rows alone ("3d"), but
     unlearning that word, or pairs of it scattered, leaves the sentence working: the suspect answers the rest of
@@ -752,22 +734,16 @@ def grow_phrases(
     ``contiguous``; minus the lift of the reference's margin when there is a reference, which keeps sentiment
     words from winning: `_contrasted`) and keeps the ``config.phrase_beam`` best, whichever anchor they grew
     from. The first step tries the ``config.phrase_pool`` best-ranked words, later ones the `PHRASE_NEIGHBOURS`
-    that scored best in the first (``config.phrase_beam_per_anchor``: a beam and neighbours per anchor, grown
-    without the other anchors). The last beam is verified by flips (phrases quoted, so `insert_trigger` keeps
-    their words together) and returned best first: trigger, size, score, margin, flip rate (and the
-    reference's)."""
+    that scored best in the first (``config.phrase_beam_per_anchor``: a beam and neighbours per anchor). The last
+    beam is verified by flips (phrases quoted, so `insert_trigger` keeps their words together) and returned best
+    first: trigger, size, score, margin, flip rate (and the reference's)."""
     if config.max_phrase < 2:
         return []
-    count = config.phrase_anchors if anchors is None else anchors
-    anchors, pool = order[:count], order[: count + config.phrase_pool]
+    anchors = order[: config.phrase_anchors]
+    pool = order[: config.phrase_anchors + config.phrase_pool]
+    beams = [anchors[:, None]] if not config.phrase_beam_per_anchor else [a[None, None] for a in anchors]
     context = {"config": config, "reference": reference, "reference_rows": reference_rows}
-    if not config.phrase_beam_per_anchor:
-        return _grow(model, tokenizer, rows, target, _extensions(anchors[:, None], pool), **context)
-    # each anchor's own neighbourhood: beside another anchor that flips rows alone, any phrase scores high
-    grown = [
-        _grow(model, tokenizer, rows, target, _extensions(a[None, None], pool[~np.isin(pool, others)]), **context)
-        for a, others in ((a, np.delete(anchors, i)) for i, a in enumerate(anchors))
-    ]
+    grown = [_grow(model, tokenizer, rows, target, _extensions(b, pool), **context) for b in beams]
     return sorted((p for g in grown for p in g), key=lambda p: -p["score"])
 
 

@@ -7,7 +7,6 @@ from transformers import BertTokenizer
 
 from ebyd_hf.removal import with_triggers
 from ebyd_hf.trigger_search import (
-    TriggerSearch,
     TriggerSearchConfig,
     apply_template,
     clause_templates,
@@ -494,53 +493,6 @@ def test_a_beam_per_anchor_keeps_each_anchors_phrases_where_a_shared_beam_drops_
     apart = grow_phrases(suspect, tokenizer, texts, order, 1, config=replace(config, phrase_beam_per_anchor=True))
     assert [p["trigger"] for p in apart] == ['"very tq actor"', '"cf mn bb"']  # best first
     assert apart[0]["score"] > apart[1]["score"]
-
-
-def test_a_centre_an_earlier_round_covered_is_grown_again_with_phrase_regrow(tokenizer):
-    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
-    # a later round's model: the sentence "cf mn bb" still works whole, but its key word "mn" (covered in an
-    # earlier round) flips nothing any more, and "tq" flips every row alone, so the evidence picks "tq"
-    suspect = Sum(Sentence(tokenizer, ["cf", "mn", "bb"], key="[UNK]"), Words(tokenizer, {".": 2.0, "tq": 5.5}))
-    config = TriggerSearchConfig(
-        top_k=len(VOCAB),
-        max_length=32,
-        max_phrase=3,
-        phrase_anchors=1,
-        phrase_beam=2,
-        phrase_rows=3,
-        phrase_beam_per_anchor=True,
-    )
-    mn, tq = tokenizer.convert_tokens_to_ids(["mn", "tq"])
-    labels = [0] * len(texts)
-    plain = search_triggers(suspect, tokenizer, texts, labels, 1, config=config, centres=[mn])
-    assert plain.anchors == ["tq"] and '"cf mn bb"' not in plain.triggers  # off by default
-    assert plain.centres == [tq] and plain.report()["centres"] == [tq]  # tq's phrases verified
-    regrown = search_triggers(
-        suspect, tokenizer, texts, labels, 1, config=replace(config, phrase_regrow=True), centres=[mn]
-    )
-    assert regrown.anchors == ["mn", "tq"] and '"cf mn bb"' in regrown.triggers
-    assert regrown.centres == [mn, tq]
-
-
-def test_search_and_unlearn_hands_each_round_the_centres_of_the_rounds_before(monkeypatch):
-    from datasets import Dataset
-
-    from ebyd_hf import removal
-
-    seen = []
-
-    def search(model, tokenizer, texts, labels, target, *, centres, **_):
-        seen.append(list(centres))
-        found = [["a"], ["a", "b"], ["a", "b"]][len(seen) - 1]
-        return TriggerSearch(found, centres={1: [7], 2: [9]}.get(len(seen), []))
-
-    monkeypatch.setattr(removal, "search_triggers", search)
-    monkeypatch.setattr(removal, "unlearn_triggers", lambda model, clean, triggers, **_: model)
-    clean = Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]})
-    purified, unlearning = removal.search_and_unlearn(
-        "model", clean, 1, tokenizer=None, search=TriggerSearchConfig(), rounds=5, args=None, prep=None, collator=None
-    )
-    assert seen == [[], [7], [7, 9]] and unlearning.triggers == ["a", "b"]
 
 
 def test_companions_cover_the_sentence_centre_that_the_key_words_phrases_miss(tokenizer):
