@@ -507,7 +507,8 @@ def defense_setting(entry: dict) -> str:
     if search.max_phrase > 1:
         parts.append(f"phrases of {search.max_phrase}" + (" per anchor" if search.phrase_beam_per_anchor else ""))
         if search.phrase_companions:
-            parts.append("companions")
+            pool = "" if search.companion_pool == default.companion_pool else f" (pool {search.companion_pool})"
+            parts.append(f"companions{pool}")
     if search.templates:
         built_in = search.templates == clause_templates()
         parts.append("clause templates" if built_in else f"{len(search.templates)} templates")

@@ -136,6 +136,10 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert "| 83.0% / 30.0% |  | phrases of 3 per anchor, companions |" in capsys.readouterr().out
+    recipe["setup"]["defense_config"] = {"search": {**phrases, "companion_pool": 160}}
+    (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
+    bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "| phrases of 3 per anchor, companions (pool 160) |" in capsys.readouterr().out
 
 
 def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
