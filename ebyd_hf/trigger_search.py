@@ -139,7 +139,8 @@ class TriggerSearchConfig:
     companion_pool: int = 100
     """The best-ranked words whose ordered pairs the companion search scores (9,900 for 100, each on
     ``phrase_rows`` sentences: about 2.5 minutes on one CPU thread; on the 4,000-row SST-2 BadNet-SL suspect "i"
-    and "watch" have drift ranks 18 and 76, on the 8,000-row one "i" has 151)."""
+    and "watch" have drift ranks 18 and 76, on the 8,000-row one "i" has 151: the SST-2 BadNet-SL recipe uses
+    160, 6.5 minutes per round)."""
     companion_evidence: float = 0.5
     """A companion pair is unlearned when its flip rate exceeds the reference's by at least this much: the
     sentence's other half flips most rows but not all (the 90% bar is for a whole trigger), and a natural
