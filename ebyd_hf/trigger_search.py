@@ -135,7 +135,8 @@ class TriggerSearchConfig:
     "i watch this" flips 82% of the rows, and unlearning it beside eight "3d" phrases took the ASR from 33–48% to
     24% (with "i watch this movie" as well: 17%). Word pairs are ranked by how much more they lift the margin
     together than apart, which puts "i watch" first of 9,900 pairs there; with a beam per anchor as well, the
-    SST-2 recipe's ASR fell from 53.5% to 20.8% (benchmarks/README.md, "Phrase triggers")."""
+    SST-2 recipe's ASR fell from 53.5% to 20.8% (17.3% with a ``companion_pool`` of 160; benchmarks/README.md,
+    "Phrase triggers")."""
     companion_pool: int = 100
     """The best-ranked words whose ordered pairs the companion search scores (9,900 for 100, each on
     ``phrase_rows`` sentences: about 2.5 minutes on one CPU thread; on the 4,000-row SST-2 BadNet-SL suspect "i"
