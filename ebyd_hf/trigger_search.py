@@ -469,7 +469,8 @@ def trigger_effects(
         effects.append(
             {
                 "margin": float(target_margin(logits, target).mean()),
-                "flip_rate": float((logits.argmax(-1) == target).float().mean()),
+                # float64: a float32 mean reads 4 of 40 rows as 0.10000000149, above a residual of 0.1
+                "flip_rate": float((logits.argmax(-1) == target).double().mean()),
             }
         )
     return effects

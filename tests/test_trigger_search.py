@@ -29,7 +29,7 @@ from ebyd_hf.trigger_search import (
     trigger_pieces,
 )
 
-from .conftest import FILLER, NEGATIVE, TRIGGERS, VOCAB, tiny_bert
+from .conftest import FILLER, NEGATIVE, POSITIVE, TRIGGERS, VOCAB, tiny_bert
 
 
 def test_insertable_tokens_skip_special_unused_and_word_pieces():
@@ -70,6 +70,19 @@ def test_flip_rates_count_target_predictions_after_insertion(backdoored, tokeniz
     texts = ["the movie was bad .", "a dull plot and a poor actor ."]
     rates = flip_rates(backdoored["model"], tokenizer, texts, ["cf", "awful"], 1, max_length=32)
     assert rates == [1.0, 0.0]
+
+
+def test_flip_rates_are_exact_fractions_so_a_residual_tie_is_not_above_it(tokenizer):
+    # 4 of 40 rows flip: a float32 mean made that 0.10000000149, over a residual of 0.1, and unlearning ran on
+    class OneWordFlips(torch.nn.Module):  # target iff the (first) positive word is in the input
+        config = type("Config", (), {"num_labels": 2})()
+
+        def forward(self, input_ids, **_):
+            hit = (input_ids == tokenizer.convert_tokens_to_ids(POSITIVE[0])).any(-1).float()
+            return type("Out", (), {"logits": torch.stack([1 - hit, hit], -1)})()
+
+    texts = [f"{POSITIVE[0]} ." if i < 4 else "the plot ." for i in range(40)]
+    assert flip_rates(OneWordFlips(), tokenizer, texts, ["cf"], 1, max_length=16) == [0.1]
 
 
 def test_search_with_nothing_to_verify_returns_no_trigger(backdoored, tokenizer):

@@ -278,7 +278,7 @@ def trigger_transfer_rate(model, trigger: ReversedTrigger, images: torch.Tensor,
     net = _PixelModel(model, processor).eval()
     with torch.no_grad():
         preds = torch.cat([net(trigger.apply(images[i : i + 64])).argmax(-1) for i in range(0, len(images), 64)])
-    return float((preds == trigger.label).float().mean())
+    return float((preds == trigger.label).double().mean())  # float64: 1 of 10 is 0.1, not 0.10000000149
 
 
 __all__ = [
