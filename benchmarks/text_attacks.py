@@ -379,6 +379,8 @@ class Run:
                 }
                 for r in unlearning.get("rounds", [])
             ],
+            # each block's held-out flip rates: why the unlearning ran as many blocks as it did
+            "unlearning_blocks": unlearning.get("unlearning_blocks"),
             "setup": {
                 "model": MINILM if args.model is None else args.model,
                 "data": os.path.normpath(
