@@ -50,10 +50,6 @@ def test_recipe_parses_for_every_stage(path, monkeypatch):
         search = defense.search_config()
         assert search.ranking == "drift" and search.max_phrase >= 3 and defense.reference_model
         assert defense.finetune["num_train_epochs"] > 3
-    if f"{path.parent.name}/{path.stem}" == "sst2/ripple":  # planted words only: natural ones flip the base too
-        search = defense.search_config()
-        assert search.ranking == "drift" and defense.reference_model
-        assert search.max_phrase == search.max_combination == 1
     if path.parent.name == "imdb":
         assert poison.attack_kwargs["max_position"] == 40 and script.max_length == 128
     if poison.attack == "syntactic" and not SHARED.exists():
