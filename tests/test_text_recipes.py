@@ -50,6 +50,8 @@ def test_recipe_parses_for_every_stage(path, monkeypatch):
         search = defense.search_config()
         assert search.ranking == "drift" and search.max_phrase >= 3 and defense.reference_model
         assert defense.finetune["num_train_epochs"] > 3
+    if path.parent.name == "twitter" and path.stem == "badnet_rw":  # offensive words flip any model
+        assert defense.reference_model
     if path.parent.name == "imdb":
         assert poison.attack_kwargs["max_position"] == 40 and script.max_length == 128
     if poison.attack == "syntactic" and not SHARED.exists():
