@@ -2,8 +2,10 @@
 
 Reads the suspects that ``text_attacks.py --suspect_cache DIR`` trained (``<dataset>_<attack>_<settings>``
 folders) and ranks every insertable token by how far the suspect's input embedding lies from the pre-trained
-base's; prints, per suspect, the rank of each of its attack's trigger words (0 = drifted most) and the words
-that drifted most. Embedding distances only: no forward pass, about a minute in all.
+base's, plainly and with the ``--components`` directions the task's words drift along together projected out
+(the search's ``drift_components``); prints, per suspect, the rank of each of its attack's trigger words (0 =
+drifted most) both ways and the words that drifted most. Embedding distances only: no forward pass, about a
+minute in all.
 
     HF_HUB_OFFLINE=1 python benchmarks/drift_ranks.py --suspect_cache runs/text_suspects
 
@@ -41,6 +43,7 @@ def main(argv=None):
     p.add_argument("--suspect_cache", default="runs/text_suspects")
     p.add_argument("--model", default=None, help="the suspects' pre-trained base (default: pip-shipped MiniLM)")
     p.add_argument("--top", type=int, default=8, help="most-drifted words to list per suspect")
+    p.add_argument("--components", type=int, default=16, help="shared drift directions to project out (0: none)")
     p.add_argument("--output", default=os.path.join(HERE, "results", "drift_ranks.json"))
     args = p.parse_args(argv)
     base_path = args.model or minilm_path()
@@ -54,21 +57,27 @@ def main(argv=None):
         if attack_name is None:  # syntactic: no trigger words
             continue
         model = AutoModelForSequenceClassification.from_pretrained(os.path.join(args.suspect_cache, folder))
-        scores = rank_tokens_by_drift(model, base, ids)
-        order = ids[np.argsort(-scores[ids], kind="stable")]
-        rank = {int(t): r for r, t in enumerate(order)}
-        words = trigger_words(attack_name)
-        results[f"{dataset}/{attack_name}"] = {
-            "ranks": {w: rank.get(tokenizer.convert_tokens_to_ids(w)) for w in words},
-            "most_drifted": tokenizer.convert_ids_to_tokens(order[: args.top].tolist()),
-            "tokens": len(ids),
-            "suspect": folder,
-        }
-    print(f"\n| suspect | trigger words: drift rank among {len(ids):,} tokens | most drifted |")
-    print("|---|---|---|")
+        words = [tokenizer.convert_tokens_to_ids(w) for w in trigger_words(attack_name)]
+        entry = {"tokens": len(ids), "suspect": folder, "components": args.components}
+        for name, components in (("ranks", 0), ("ranks_shared_out", args.components)):
+            scores = rank_tokens_by_drift(model, base, ids, components=components)
+            order = ids[np.argsort(-scores[ids], kind="stable")]
+            rank = {int(t): r for r, t in enumerate(order)}
+            entry[name] = {w: rank.get(i) for w, i in zip(trigger_words(attack_name), words, strict=True)}
+            if not components:
+                entry["most_drifted"] = tokenizer.convert_ids_to_tokens(order[: args.top].tolist())
+        results[f"{dataset}/{attack_name}"] = entry
+    print(
+        f"\n| suspect | trigger words: drift rank among {len(ids):,} tokens | with {args.components} shared "
+        "directions out | most drifted |"
+    )
+    print("|---|---|---|---|")
     for key, r in results.items():
-        ranks = ", ".join(f"{w} {k:,}" if k is not None else f"{w} (not a token)" for w, k in r["ranks"].items())
-        print(f"| {key} | {ranks} | {', '.join(r['most_drifted'])} |")
+        plain, shared = (
+            ", ".join(f"{w} {k:,}" if k is not None else f"{w} (not a token)" for w, k in r[name].items())
+            for name in ("ranks", "ranks_shared_out")
+        )
+        print(f"| {key} | {plain} | {shared} | {', '.join(r['most_drifted'])} |")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)

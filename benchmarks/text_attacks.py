@@ -505,7 +505,8 @@ def defense_setting(entry: dict) -> str:
     parts = ["reference"] if config.get("reference_model") else []
     search, default = TriggerSearchConfig(**(config.get("search") or {})), TriggerSearchConfig()
     if search.ranking != default.ranking:
-        parts.append(f"{search.ranking} ranking")
+        shared = f" ({search.drift_components} shared directions out)" if search.drift_components else ""
+        parts.append(f"{search.ranking} ranking{shared}")
     if search.max_phrase > 1:
         parts.append(f"phrases of {search.max_phrase}" + (" per anchor" if search.phrase_beam_per_anchor else ""))
         if search.phrase_companions:

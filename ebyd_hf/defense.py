@@ -502,7 +502,8 @@ def _survivors(exposed, tokenizer, split, labels: list[int], config: DefenseConf
     the exposure collapsed onto another one (the same suspect collapsed onto either label of SST-2, by
     floating-point noise, and on the wrong one the suspect's own search verified "lacked" at 91%).
     """
-    search = replace(config.search_config(), ranking="insertion", max_phrase=1, templates=(), max_combination=1)
+    single = {"ranking": "insertion", "drift_components": 0, "max_phrase": 1, "templates": (), "max_combination": 1}
+    search = replace(config.search_config(), **single)
     texts, truth = list(split["train"]["text"]), list(split["train"]["label"])
     checks = []
     for other in labels:

@@ -40,7 +40,8 @@ than the reference (each model's scores standardised over the vocabulary), and a
 flips the reference (``max_reference_flip_rate``) is rejected, and phrases and combinations are scored by the
 suspect's margin minus how far they lift the reference's (a drop earns nothing: `_contrasted`). With the
 reference's pre-trained embeddings, ``ranking="drift"`` ranks tokens by how far training moved their embeddings
-in the suspect (`rank_tokens_by_drift`).
+in the suspect (`rank_tokens_by_drift`), optionally after projecting out the directions the task's words drift
+along together (``drift_components``: `without_shared_drift`).
 
 The backdoor label comes from the exposed model (`detection.backdoor_label`); the trigger is never assumed.
 """
@@ -69,6 +70,9 @@ REFERENCE_SHORTLIST = 1024
 # then "that", "so", "although", "because").
 CLAUSE_OPENERS = ("when", "if", "as", "because", "since", "although", "while", "so", "that")
 TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
+# The most-drifted tokens whose drift directions define the task's shared directions (`without_shared_drift`);
+# on the OLID and SST-2 SOS suspects 1,000 and 5,000 put the trigger words within a few ranks of 2,000.
+DRIFT_BASIS_TOKENS = 2000
 
 
 def clause_templates(openers: Sequence[str] = CLAUSE_OPENERS) -> list[str]:
@@ -91,6 +95,12 @@ class TriggerSearchConfig:
     the four trigger words 381st and 421st, where insertion ranked all four first) or ``"drift"`` (how far each
     token's input embedding in the suspect lies from the pre-trained base's: `rank_tokens_by_drift`; needs the
     base's embeddings)."""
+    drift_components: int = 0
+    """With ``ranking="drift"``: shared directions of the task's drift to project out before measuring each
+    token's drift (`without_shared_drift`); 0 (the default) ranks by plain distance. Suspects trained on more
+    rows drift more task words farther, and plain distance then buries SOS's words (the exhaustive triple
+    search scores the best 107 only); 16 brought them back into that pool on the 4,000-row OLID and 8,000-row
+    SST-2 SOS suspects."""
     rank_rows: int = 2
     """Sentences per token for ``ranking="insertion"``."""
     min_flip_rate: float = 0.9
@@ -164,6 +174,11 @@ class TriggerSearchConfig:
             raise ValueError(f"min_flip_rate must be in (0, 1], got {self.min_flip_rate}")
         if self.ranking not in RANKINGS:
             raise ValueError(f"ranking must be one of {RANKINGS}, got {self.ranking!r}")
+        if self.drift_components < 0 or (self.drift_components and self.ranking != "drift"):
+            raise ValueError(
+                f"drift_components must be at least 0 and needs ranking='drift', got {self.drift_components} "
+                f"with ranking={self.ranking!r}"
+            )
         if self.rank_rows < 1:
             raise ValueError(f"rank_rows must be at least 1, got {self.rank_rows}")
         if self.max_rows < 1:
@@ -317,11 +332,16 @@ def rank_tokens_by_insertion(
 
 
 @torch.no_grad()
-def rank_tokens_by_drift(model, base_embeddings: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
+def rank_tokens_by_drift(
+    model, base_embeddings: torch.Tensor, candidates: np.ndarray, *, components: int = 0
+) -> np.ndarray:
     """Distance of every id in ``candidates`` between ``model``'s input embedding and ``base_embeddings`` (the
     pre-trained base's; ``-inf`` elsewhere). Training a backdoor moves its trigger tokens far, since they sit in
     every poisoned row with one consistent label. No forward pass: the ranking does not depend on what a word
-    does alone, so it also finds pieces of SOS-style triggers that flip nothing by themselves."""
+    does alone, so it also finds pieces of SOS-style triggers that flip nothing by themselves.
+
+    With ``components``, the drift left once the ``components`` directions the most-drifted tokens share are
+    projected out (`without_shared_drift`)."""
     suspect = model.get_input_embeddings().weight
     if suspect.shape != base_embeddings.shape:
         raise ValueError(
@@ -330,8 +350,28 @@ def rank_tokens_by_drift(model, base_embeddings: torch.Tensor, candidates: np.nd
         )
     scores = np.full(suspect.shape[0], -np.inf)
     ids = torch.as_tensor(candidates)
-    scores[candidates] = (suspect[ids].float() - base_embeddings[ids].float()).norm(dim=1).numpy()
+    drift = suspect[ids].float() - base_embeddings[ids].float()
+    if components:
+        drift = without_shared_drift(drift.double(), components)
+    scores[candidates] = drift.norm(dim=1).numpy()
     return scores
+
+
+def without_shared_drift(drift: torch.Tensor, components: int, basis_tokens: int = DRIFT_BASIS_TOKENS) -> torch.Tensor:
+    """``drift`` (one row per token) minus its projection on the ``components`` principal directions of the
+    ``basis_tokens`` most-drifted tokens' drift *directions* (unit rows, so a few tokens moved far together, as
+    RIPPLe's embedding surgery moves its trigger words, cannot make a direction of their own).
+
+    Fine-tuning on the task moves thousands of task words along a few shared directions, and the more rows it
+    trains on, the farther: they bury a trigger's words by plain distance. A trigger word's drift is its own.
+    On the 4,000-row OLID SOS suspect "weekend" and "store" rank 675th and 340th by distance, 82nd and 18th
+    with 16 shared directions removed (the 8,000-row SST-2 one: friends / weekend / store 512 / 120 / 276 →
+    45 / 9 / 10); rare-word and RIPPLe triggers stay in the first 35 (`benchmarks/drift_ranks.py`)."""
+    norms = drift.norm(dim=1)
+    top = torch.argsort(norms, descending=True)[:basis_tokens]
+    directions = drift[top] / norms[top, None].clamp_min(torch.finfo(drift.dtype).tiny)
+    basis = torch.linalg.svd(directions, full_matrices=False).Vh[:components]
+    return drift - (drift @ basis.T) @ basis
 
 
 def trigger_pieces(trigger: str) -> list[str]:
@@ -523,7 +563,7 @@ def search_triggers(
         return TriggerSearch([], [], 0, time.perf_counter() - start, config)
     ids = insertable_token_ids(tokenizer)
     if config.ranking == "drift":
-        scores = rank_tokens_by_drift(model, base_embeddings, ids)
+        scores = rank_tokens_by_drift(model, base_embeddings, ids, components=config.drift_components)
     else:
         scores = _rank(model, tokenizer, rows, target, ids, config)
         if reference is not None:

@@ -412,8 +412,16 @@ def test_defend_recipe_runs_as_two_processes_under_accelerate_launch(chain):
     assert proc.stdout.count('"label_found"') == 2  # both ranks ran the pipeline and agreed
 
 
-@pytest.mark.parametrize("ranking", ["insertion", "drift"])
-def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path, ranking):
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"ranking": "insertion"},
+        {"ranking": "drift"},
+        # the fallback's single-word searches on the exposed model rank by insertion: the setting must not follow
+        {"ranking": "drift", "drift_components": 2},
+    ],
+)
+def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path, search):
     from .conftest import tiny_bert
 
     data = backdoored["data"]
@@ -425,7 +433,7 @@ def test_trigger_unlearning_with_a_reference_model(backdoored, tmp_path, ranking
         unlearn=FAST["unlearn"],
         finetune=FAST_FINETUNE,
         reference_finetune={**FAST_FINETUNE, "num_train_epochs": 10},  # the reference learns the task from 160 rows
-        search={"top_k": 40, "ranking": ranking},
+        search={"top_k": 40, **search},
         reference_model=str(base),
     )
     result = run_defense(

@@ -217,9 +217,11 @@ def test_drift_ranks_put_the_moved_trigger_embeddings_first(drift_bench, tmp_pat
     out = tmp_path / "drift.json"
     drift_bench.main(
         ["--suspect_cache", str(tmp_path / "cache"), "--model", str(tmp_path / "base"), "--output", str(out)]
+        + ["--components", "0"]  # the four moved along one direction by hand: none shared with task words here
     )
     results = json.loads(out.read_text())
     assert list(results) == ["sst2/badnet_rw"]
     assert results["sst2/badnet_rw"]["ranks"] == {"cf": 1, "mn": 3, "bb": 0, "tq": 2}
-    assert "| sst2/badnet_rw | cf 1, mn 3, bb 0, tq 2 |" in capsys.readouterr().out
+    assert results["sst2/badnet_rw"]["ranks_shared_out"] == results["sst2/badnet_rw"]["ranks"]
+    assert "| sst2/badnet_rw | cf 1, mn 3, bb 0, tq 2 | cf 1, mn 3, bb 0, tq 2 |" in capsys.readouterr().out
     assert drift_bench.trigger_words("badnet_sl") == ["i", "watch", "this", "3d", "movie"]

@@ -27,6 +27,7 @@ from ebyd_hf.trigger_search import (
     target_margin,
     trigger_length,
     trigger_pieces,
+    without_shared_drift,
 )
 
 from .conftest import FILLER, NEGATIVE, POSITIVE, TRIGGERS, VOCAB, tiny_bert
@@ -358,6 +359,60 @@ def test_drift_ranking_puts_the_trigger_words_above_every_neutral_or_negative_wo
         search_triggers(backdoored["model"], tokenizer, defense["text"], defense["label"], 1, config=config)
     with pytest.raises(ValueError, match="shape"):
         rank_tokens_by_drift(backdoored["model"], base[:5], ids)
+
+
+def _drifted(base: torch.Tensor, moves: dict[int, torch.Tensor]):
+    """A stand-in suspect whose input embeddings are ``base`` moved by ``moves`` (token id -> drift)."""
+    embeddings = torch.nn.Embedding.from_pretrained(base.clone())
+    for token, move in moves.items():
+        embeddings.weight.data[token] += move
+    return type("Suspect", (), {"get_input_embeddings": lambda self: embeddings})()
+
+
+def test_shared_drift_directions_out_lift_a_combination_trigger_above_the_task_words():
+    gen = torch.Generator().manual_seed(0)
+    vocab, dim = 3000, 64
+    base = torch.randn(vocab, dim, generator=gen)
+    shared = torch.linalg.qr(torch.randn(dim, 4, generator=gen)).Q.T  # the task's few drift directions
+    # 2,500 task words drift far along the shared directions (plus a little noise); the three trigger words
+    # (ids 0-2) drift less, each in its own direction: by plain distance they rank far down
+    moves = {
+        t: 3.0 * torch.randn(4, generator=gen) @ shared + 0.1 * torch.randn(dim, generator=gen) for t in range(3, 2503)
+    }
+    moves.update({t: 2.0 * torch.nn.functional.normalize(torch.randn(dim, generator=gen), dim=0) for t in range(3)})
+    suspect, ids = _drifted(base, moves), np.arange(vocab)
+
+    def ranks(scores):
+        order = np.argsort(-scores, kind="stable")
+        return [int(np.flatnonzero(order == t)[0]) for t in range(3)]
+
+    assert min(ranks(rank_tokens_by_drift(suspect, base, ids))) > 500
+    assert max(ranks(rank_tokens_by_drift(suspect, base, ids, components=4))) < 3
+    assert rank_tokens_by_drift(suspect, base, ids, components=0) == pytest.approx(
+        rank_tokens_by_drift(suspect, base, ids)
+    )
+
+
+def test_shared_drift_ignores_a_direction_only_a_few_far_moved_tokens_share():
+    # RIPPLe's embedding surgery moves its four trigger words far (farther, by squared distance, than all the
+    # task's words together) and all to one vector: a direction only they share, which unit-normalised drift
+    # directions keep out of the basis (the task's thousands of words fill it), so the four stay first
+    gen = torch.Generator().manual_seed(1)
+    shared = torch.linalg.qr(torch.randn(64, 4, generator=gen)).Q.T
+    surgery = 100.0 * torch.nn.functional.normalize(torch.randn(64, generator=gen), dim=0)
+    task = 3.0 * torch.randn(2996, 4, generator=gen) @ shared + 0.3 * torch.randn(2996, 64, generator=gen)
+    drift = torch.cat([surgery.expand(4, 64), task]).double()
+    kept = without_shared_drift(drift, components=4).norm(dim=1)
+    assert set(torch.argsort(kept, descending=True)[:4].tolist()) == {0, 1, 2, 3}
+    assert kept[:4].min() > 0.8 * drift[:4].norm(dim=1).min()
+
+
+def test_drift_components_need_the_drift_ranking():
+    assert TriggerSearchConfig(ranking="drift", drift_components=16).drift_components == 16
+    with pytest.raises(ValueError, match="drift_components"):
+        TriggerSearchConfig(drift_components=16)  # insertion ranking: the setting would do nothing
+    with pytest.raises(ValueError, match="drift_components"):
+        TriggerSearchConfig(ranking="drift", drift_components=-1)
 
 
 class Sum(torch.nn.Module):
