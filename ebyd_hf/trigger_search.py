@@ -71,7 +71,8 @@ REFERENCE_SHORTLIST = 1024
 CLAUSE_OPENERS = ("when", "if", "as", "because", "since", "although", "while", "so", "that")
 TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
 # The most-drifted tokens whose drift directions define the task's shared directions (`without_shared_drift`);
-# on the OLID and SST-2 SOS suspects 1,000 and 5,000 put the trigger words within a few ranks of 2,000.
+# on the larger OLID and SST-2 SOS suspects 1,000 or 5,000 moved the trigger words' ranks by at most 14 and 12
+# (16 directions; all stayed inside the 107-word triple pool).
 DRIFT_BASIS_TOKENS = 2000
 
 
