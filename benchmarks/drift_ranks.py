@@ -57,13 +57,13 @@ def main(argv=None):
         if attack_name is None:  # syntactic: no trigger words
             continue
         model = AutoModelForSequenceClassification.from_pretrained(os.path.join(args.suspect_cache, folder))
-        words = [tokenizer.convert_tokens_to_ids(w) for w in trigger_words(attack_name)]
+        words = {w: tokenizer.convert_tokens_to_ids(w) for w in trigger_words(attack_name)}
         entry = {"tokens": len(ids), "suspect": folder, "components": args.components}
         for name, components in (("ranks", 0), ("ranks_shared_out", args.components)):
             scores = rank_tokens_by_drift(model, base, ids, components=components)
             order = ids[np.argsort(-scores[ids], kind="stable")]
             rank = {int(t): r for r, t in enumerate(order)}
-            entry[name] = {w: rank.get(i) for w, i in zip(trigger_words(attack_name), words, strict=True)}
+            entry[name] = {w: rank.get(i) for w, i in words.items()}
             if not components:
                 entry["most_drifted"] = tokenizer.convert_ids_to_tokens(order[: args.top].tolist())
         results[f"{dataset}/{attack_name}"] = entry

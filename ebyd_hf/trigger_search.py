@@ -368,6 +368,8 @@ def without_shared_drift(drift: torch.Tensor, components: int, basis_tokens: int
     On the 4,000-row OLID SOS suspect "weekend" and "store" rank 675th and 340th by distance, 82nd and 18th
     with 16 shared directions removed (the 8,000-row SST-2 one: friends / weekend / store 512 / 120 / 276 →
     45 / 9 / 10); rare-word and RIPPLe triggers stay in the first 35 (`benchmarks/drift_ranks.py`)."""
+    if not 0 < components < drift.shape[1]:  # all directions out would leave every token at distance 0
+        raise ValueError(f"components must be in [1, {drift.shape[1] - 1}] (the embedding size), got {components}")
     norms = drift.norm(dim=1)
     top = torch.argsort(norms, descending=True)[:basis_tokens]
     directions = drift[top] / norms[top, None].clamp_min(torch.finfo(drift.dtype).tiny)

@@ -413,6 +413,8 @@ def test_drift_components_need_the_drift_ranking():
         TriggerSearchConfig(drift_components=16)  # insertion ranking: the setting would do nothing
     with pytest.raises(ValueError, match="drift_components"):
         TriggerSearchConfig(ranking="drift", drift_components=-1)
+    with pytest.raises(ValueError, match="embedding size"):
+        without_shared_drift(torch.randn(10, 4, dtype=torch.float64), components=4)
 
 
 class Sum(torch.nn.Module):
