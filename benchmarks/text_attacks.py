@@ -519,6 +519,8 @@ def defense_setting(entry: dict) -> str:
         budget = search.combination_budget
         pool = "" if budget == default.combination_budget else f" (budget {budget:,})"
         parts.append(f"combinations of {search.max_combination}{pool}")
+    if search.scoring_dtype != default.scoring_dtype:
+        parts.append(f"{search.scoring_dtype} scoring")
     finetune = config.get("finetune") or {}
     if {"learning_rate", "num_train_epochs"} & set(finetune):
         tuned = {**FINETUNE_DEFAULTS["text"], **finetune}

@@ -62,6 +62,7 @@ from tqdm.auto import tqdm
 from .attacks.text import insert_at_random_positions, word_spans
 
 RANKINGS = ("gradient", "insertion", "drift")
+SCORING_DTYPES = ("float32", "bfloat16")
 # With a reference, only this many of the combinations (or phrases) the suspect's margin ranks best are scored on it
 # too: the reference pass would otherwise double the search's cost, and a trigger lifts the suspect's margin near
 # the top (SST-2 SOS: first of 161,700 triples).
@@ -164,6 +165,11 @@ class TriggerSearchConfig:
     by rewriting rows, which teaches the model a shape, not a word."""
     max_reference_flip_rate: float = 0.5
     """With a reference model: a trigger must flip fewer than this share of the rows on it too."""
+    scoring_dtype: str = "float32"
+    """Precision of the margin scoring that ranks tokens by insertion and ranks combinations, phrases and companion
+    pairs (`score_combinations`, most of a search's time): ``"bfloat16"`` scores under autocast, about twice as
+    fast on a CPU with AVX512-BF16 or on a GPU (benchmarks/scoring_precision.py). Verification by flips, which
+    decides what is unlearned, stays in float32."""
     max_length: int = 64
     batch_size: int = 64
     seed: int = 0
@@ -180,6 +186,8 @@ class TriggerSearchConfig:
                 f"drift_components must be at least 0 and needs ranking='drift', got {self.drift_components} "
                 f"with ranking={self.ranking!r}"
             )
+        if self.scoring_dtype not in SCORING_DTYPES:
+            raise ValueError(f"scoring_dtype must be one of {SCORING_DTYPES}, got {self.scoring_dtype!r}")
         if self.rank_rows < 1:
             raise ValueError(f"rank_rows must be at least 1, got {self.rank_rows}")
         if self.max_rows < 1:
@@ -210,6 +218,10 @@ class TriggerSearchConfig:
                 f"max_combination and combination_budget must be at least 1, "
                 f"got {self.max_combination}, {self.combination_budget}"
             )
+
+    def scoring(self, rows: int, **extra) -> dict:
+        """`score_combinations` settings: ``rows`` sentences, and this search's length, seed and precision."""
+        return {"rows": rows, "max_length": self.max_length, "seed": self.seed, "dtype": self.scoring_dtype, **extra}
 
 
 @dataclass
@@ -312,6 +324,7 @@ def rank_tokens_by_insertion(
     max_length: int = 64,
     batch_size: int = 512,
     seed: int = 0,
+    dtype: str = "float32",
 ) -> np.ndarray:
     """Mean target margin of ``model`` over the ``rows`` shortest ``texts``, each with one candidate id inserted
     at a random word boundary; ``-inf`` for ids not in ``candidates``. Short sentences keep the passes cheap and
@@ -327,6 +340,7 @@ def rank_tokens_by_insertion(
         max_length=max_length,
         batch_size=batch_size,
         seed=seed,
+        dtype=dtype,
         desc="ranking the vocabulary by insertion",
     )
     return scores
@@ -688,9 +702,7 @@ def _words(tokenizer, ids) -> list[str]:
 
 def _rank(model, tokenizer, rows: Sequence[str], target: int, ids: np.ndarray, config: TriggerSearchConfig):
     if config.ranking == "insertion":
-        return rank_tokens_by_insertion(
-            model, tokenizer, rows, target, ids, rows=config.rank_rows, max_length=config.max_length, seed=config.seed
-        )
+        return rank_tokens_by_insertion(model, tokenizer, rows, target, ids, **config.scoring(config.rank_rows))
     return rank_tokens(model, tokenizer, rows, target, max_length=config.max_length, seed=config.seed)
 
 
@@ -721,12 +733,14 @@ def score_combinations(
     batch_size: int = 512,
     seed: int = 0,
     contiguous: bool = False,
+    dtype: str = "float32",
     desc: str | None = None,
 ) -> np.ndarray:
     """Mean target margin of ``model`` over the ``rows`` shortest ``texts`` with each combination's token ids (one
     row of the ``(n, k)`` array ``combinations``) inserted at k random word boundaries (``contiguous``: together,
     in order, at one), drawn once per text so every combination is scored on the same sentences. ``desc`` names a
-    progress bar (none without it): 200,000 triples take most of an hour on one CPU thread."""
+    progress bar (none without it): 200,000 triples take most of an hour on one CPU thread. ``dtype="bfloat16"``
+    runs the passes under autocast (`TriggerSearchConfig.scoring_dtype`)."""
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
@@ -746,7 +760,8 @@ def score_combinations(
             chunk = torch.as_tensor(combinations[start : start + batch_size])
             batch = template.repeat(len(chunk), 1)
             batch[:, slots] = chunk
-            logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+                logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
             total[start : start + len(chunk)] += target_margin(logits.float(), target)
             bar.update(len(chunk))
     bar.close()
@@ -824,7 +839,7 @@ def find_companions(
     if len(pool) < 2:
         return []
     pairs = np.array(list(itertools.permutations(range(len(pool)), 2)))
-    scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed}
+    scoring = config.scoring(config.phrase_rows)
     lift = pair_interactions(model, tokenizer, rows, target, pool, pairs, **scoring, desc="scoring word pairs")
     scores = _less_natural(
         lift,
@@ -882,7 +897,7 @@ def _extensions(beam: np.ndarray, pool: np.ndarray) -> np.ndarray:
 def _grow(model, tokenizer, rows, target, first: np.ndarray, *, config, reference, reference_rows) -> list[dict]:
     """Beam search from the candidate phrases ``first`` up to ``config.max_phrase`` tokens (`grow_phrases`), then
     the last beam verified by flips, best first."""
-    scoring = {"rows": config.phrase_rows, "max_length": config.max_length, "seed": config.seed, "contiguous": True}
+    scoring = config.scoring(config.phrase_rows, contiguous=True)
 
     def keep_best(grown: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         desc = f"scoring {grown.shape[1]}-token phrases"
@@ -979,7 +994,7 @@ def search_combinations(
     label (strongly positive ones) do not win. Returns every combination checked by flips (the ``top_k`` best
     of each size tried): trigger, size, pool, score, margin, flip rate (and the reference's)."""
     sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
-    scoring = {"rows": config.rank_rows, "max_length": config.max_length, "seed": config.seed}
+    scoring = config.scoring(config.rank_rows)
     out = []
     for k in range(2, config.max_combination + 1):
         pool = order[: pool_size(k, config.combination_budget)]

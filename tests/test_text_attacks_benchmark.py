@@ -131,6 +131,10 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert "drift ranking (16 shared directions out), combinations of 3" in capsys.readouterr().out
+    recipe["setup"]["defense_config"]["search"]["scoring_dtype"] = "bfloat16"
+    (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
+    bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "combinations of 3 (budget 20,000), bfloat16 scoring, unlearning" in capsys.readouterr().out
     recipe["setup"]["defense_config"] = {"search": {"templates": "clause"}}
     (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])

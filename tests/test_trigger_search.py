@@ -1,3 +1,4 @@
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -121,6 +122,7 @@ def test_insertion_ranking_puts_the_planted_triggers_first(backdoored, tokenizer
         {"rank_rows": 0},
         {"max_combination": 0},
         {"combination_budget": 0},
+        {"scoring_dtype": "float16"},
     ],
 )
 def test_bad_search_config(bad):
@@ -244,6 +246,32 @@ def test_score_combinations_inserts_every_combination_at_the_same_word_boundarie
         assert rest == ids and row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id
     assert [int(b) for b in batch[:, 1]] == [int(s) for s in scores]  # the margin of this stand-in
     assert np.array_equal(scores, score_combinations(model, tokenizer, [text], 1, combos, rows=1))
+
+
+def test_bfloat16_scoring_ranks_like_float32_and_the_search_finds_the_same_triggers(backdoored, tokenizer):
+    model, defense = backdoored["model"], backdoored["data"]["defense"]
+    texts = [t for t, y in zip(defense["text"], defense["label"], strict=True) if y == 0][:20]
+    ids = insertable_token_ids(tokenizer)
+    pairs = ids[np.array(list(itertools.combinations(range(len(ids)), 2)))]
+    full, half = (
+        score_combinations(model, tokenizer, texts, 1, pairs, rows=3, max_length=32, dtype=dtype)
+        for dtype in ("float32", "bfloat16")
+    )
+    assert not np.array_equal(full, half)  # the passes really ran in bfloat16
+    # off by a hundredth of the spread at most: only near-ties (pairs that saturate the margin) can swap
+    assert np.abs(full - half).max() < 0.01 * np.ptp(full)
+    found = {
+        dtype: search_triggers(
+            model,
+            tokenizer,
+            defense["text"],
+            defense["label"],
+            1,
+            config=TriggerSearchConfig(ranking="insertion", max_length=32, scoring_dtype=dtype),
+        ).triggers
+        for dtype in ("float32", "bfloat16")
+    }
+    assert set(TRIGGERS) <= set(found["bfloat16"]) and set(found["bfloat16"]) == set(found["float32"])
 
 
 def test_with_triggers_inserts_a_combination_word_by_word(backdoored):
