@@ -567,10 +567,12 @@ def print_table(results: dict) -> None:
             verdict = "beats" if asr < bar else "misses"
             floors = [floor_of(results, k) for k in keys]
             floor = "" if None in floors else f"; the clean model's mean ASR on the same sets {np.mean(floors):.3f}"
+            # how much of the ASR left is the trigger: the defended models' rate on the same rows untriggered
+            ctr = np.mean([r["after_rp"]["clean_target_rate"] for r in runs])
             print(
                 f"{name}: mean ASR after the defense {asr:.3f} over {len(runs)} attack{'s' * (len(runs) > 1)}, "
                 f"{verdict} the paper's EBYD-RP {bar:.3f}; CA change from the suspect {min(change):+.1f} to "
-                f"{max(change):+.1f} points{floor}"
+                f"{max(change):+.1f} points{floor}; the defended models' mean CTR (untriggered) {ctr:.3f}"
             )
 
 

@@ -80,7 +80,8 @@ def test_table_prints_a_results_file_without_running_anything(bench, tmp_path, c
     assert "| sst2/badnet_rw | 81.0% / 100.0% | 1 (1) | 81.0% / 20.0% |  | default | 81.0% / 100.0% | none |" in out
     assert "| sst2/ripple | 80.0% / 100.0% | 0 → 1 (1) | 80.0% / 50.0% |  | default | 80.0% / 100.0% | cf |" in out
     assert "sst2: mean ASR after the defense 0.350 over 2 attacks, misses the paper's EBYD-RP 0.241; CA change" in out
-    assert "CA change from the suspect +0.0 to +0.0 points\n" in out
+    # no clean-model floor to report without the clean entry's ASR sets
+    assert "CA change from the suspect +0.0 to +0.0 points; the defended models' mean CTR" in out
     assert not (tmp_path / "never_written.json").exists()
 
 
@@ -123,6 +124,7 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
     setting = "reference, drift ranking, combinations of 3, unlearning 8 epochs at 5e-05"
     assert f"| sst2/sos | 83.0% / 100.0% | 1 (1) | 83.0% / 30.0% |  | {setting} |" in out
     assert "sst2: mean ASR after the defense 0.250 over 2 attacks, misses the paper's EBYD-RP 0.241" in out
+    assert out.count("the defended models' mean CTR (untriggered) 0.200") == 1
     recipe["setup"]["defense_config"]["search"]["combination_budget"] = 20_000  # a recipe's smaller pool shows
     (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
