@@ -748,6 +748,7 @@ def score_combinations(
     k = combinations.shape[1]
     total = torch.zeros(len(combinations))
     shortest = sorted(texts, key=len)[:rows]
+    device_type = next(model.parameters(), torch.empty(0)).device.type  # stand-in models may hold no parameters
     bar = tqdm(total=len(shortest) * len(combinations), desc=desc, unit="seq", disable=desc is None)
     for text in shortest:
         ids = tokenizer(text, truncation=True, max_length=max_length - k)["input_ids"]
@@ -760,7 +761,7 @@ def score_combinations(
             chunk = torch.as_tensor(combinations[start : start + batch_size])
             batch = template.repeat(len(chunk), 1)
             batch[:, slots] = chunk
-            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
                 logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
             total[start : start + len(chunk)] += target_margin(logits.float(), target)
             bar.update(len(chunk))
