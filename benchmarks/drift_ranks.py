@@ -38,6 +38,27 @@ def trigger_words(attack_name: str) -> list[str]:
     return attack.sentence.lower().split() if attack_name == "badnet_sl" else list(attack.words)
 
 
+def load_base(model: str | None):
+    """The suspects' pre-trained base (default: pip-shipped MiniLM): its tokenizer, input embeddings, and the
+    insertable token ids."""
+    path = model or minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    base = AutoModel.from_pretrained(path).get_input_embeddings().weight.detach()
+    return tokenizer, base, insertable_token_ids(tokenizer)
+
+
+def cached_suspects(cache: str) -> list[tuple[str, str, str]]:
+    """(dataset, attack, folder) of each model in a ``--suspect_cache``, ``<dataset>_<attack>_<settings>``; the
+    syntactic suspects (no trigger words) are left out."""
+    found = []
+    for folder in sorted(os.listdir(cache)):
+        dataset, _, rest = folder.partition("_")
+        attack_name = next((a for a in ATTACKS if rest.startswith(f"{a}_")), None)
+        if attack_name is not None:
+            found.append((dataset, attack_name, folder))
+    return found
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suspect_cache", default="runs/text_suspects")
@@ -46,16 +67,9 @@ def main(argv=None):
     p.add_argument("--components", type=int, default=16, help="shared drift directions to project out (0: none)")
     p.add_argument("--output", default=os.path.join(HERE, "results", "drift_ranks.json"))
     args = p.parse_args(argv)
-    base_path = args.model or minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    base = AutoModel.from_pretrained(base_path).get_input_embeddings().weight.detach()
-    ids = insertable_token_ids(tokenizer)
+    tokenizer, base, ids = load_base(args.model)
     results = {}
-    for folder in sorted(os.listdir(args.suspect_cache)):
-        dataset, _, rest = folder.partition("_")
-        attack_name = next((a for a in ATTACKS if rest.startswith(f"{a}_")), None)
-        if attack_name is None:  # syntactic: no trigger words
-            continue
+    for dataset, attack_name, folder in cached_suspects(args.suspect_cache):
         model = AutoModelForSequenceClassification.from_pretrained(os.path.join(args.suspect_cache, folder))
         words = {w: tokenizer.convert_tokens_to_ids(w) for w in trigger_words(attack_name)}
         entry = {"tokens": len(ids), "suspect": folder, "components": args.components}

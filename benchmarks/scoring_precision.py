@@ -23,22 +23,18 @@ import time
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from ebyd_hf.data import load_task
-from ebyd_hf.trigger_search import (
-    flippable_rows,
-    insertable_token_ids,
-    rank_tokens_by_drift,
-    score_combinations,
-)
+from ebyd_hf.trigger_search import flippable_rows, rank_tokens_by_drift, score_combinations
 
-from common import DATA, environment, minilm_path  # benchmarks/ is on sys.path
-from drift_ranks import ATTACKS, trigger_words
+from common import DATA, environment  # benchmarks/ is on sys.path
+from drift_ranks import cached_suspects, load_base, trigger_words
 from text_attacks import SETUPS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DTYPES = ("float32", "bfloat16")
+ROWS = 2  # sentences per combination, as the combination search scores them (`rank_rows`)
 
 
 def compare(model, tokenizer, rows, target: int, combos: np.ndarray, *, top: int, max_length: int) -> dict:
@@ -46,12 +42,14 @@ def compare(model, tokenizer, rows, target: int, combos: np.ndarray, *, top: int
     scores, seconds = {}, {}
     for dtype in DTYPES:
         start = time.perf_counter()
-        scores[dtype] = score_combinations(model, tokenizer, rows, target, combos, max_length=max_length, dtype=dtype)
+        scores[dtype] = score_combinations(
+            model, tokenizer, rows, target, combos, rows=ROWS, max_length=max_length, dtype=dtype
+        )
         seconds[dtype] = time.perf_counter() - start
     best = {d: np.argsort(-s, kind="stable")[:top] for d, s in scores.items()}
     return {
         "candidates": len(combos),
-        "sequences_per_second": {d: 2 * len(combos) / seconds[d] for d in DTYPES},
+        "sequences_per_second": {d: ROWS * len(combos) / seconds[d] for d in DTYPES},
         "speedup": seconds["float32"] / seconds["bfloat16"],
         "max_abs_difference": float(np.abs(scores["float32"] - scores["bfloat16"]).max()),
         "spread": float(np.ptp(scores["float32"])),
@@ -74,15 +72,10 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=64, help="best candidates compared (the search verifies 64)")
     p.add_argument("--output", default=os.path.join(HERE, "results", "scoring_precision.json"))
     args = p.parse_args(argv)
-    base_path = args.model or minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    base = AutoModel.from_pretrained(base_path).get_input_embeddings().weight.detach()
-    ids = insertable_token_ids(tokenizer)
+    tokenizer, base, ids = load_base(args.model)
     results = {"environment": environment()}
-    for folder in sorted(os.listdir(args.suspect_cache)):
-        dataset, _, rest = folder.partition("_")
-        attack_name = next((a for a in ATTACKS if rest.startswith(f"{a}_")), None)
-        if attack_name in (None, "clean") or dataset not in SETUPS:  # syntactic: no trigger words
+    for dataset, attack_name, folder in cached_suspects(args.suspect_cache):
+        if attack_name == "clean" or dataset not in SETUPS:
             continue
         setup = SETUPS[dataset]
         model = AutoModelForSequenceClassification.from_pretrained(os.path.join(args.suspect_cache, folder)).eval()
