@@ -367,6 +367,22 @@ def test_a_reference_model_tells_the_backdoor_from_words_that_flip_any_model(tok
         TriggerSearchConfig(max_reference_flip_rate=0.0)
 
 
+def test_the_reference_limit_rejects_a_word_that_flips_a_share_of_the_references_rows(tokenizer):
+    # "great" tips the reference over only where "good" already leans it (a quarter of the rows), as "idiot" flipped
+    # 45% of the OLID reference's: under the default limit it still verifies, under a stricter one it does not
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring .", "it is good ."] * 3
+    suspect = Words(tokenizer, {"cf": 5.0, "great": 5.0, "good": 1.0})
+    reference = Words(tokenizer, {"great": 1.5, "good": 1.0})
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32)
+    lenient = search_triggers(suspect, tokenizer, texts, [0] * len(texts), 1, config=config, reference=reference)
+    great = next(c for c in lenient.candidates if c["word"] == "great")
+    assert great["flip_rate"] == 1.0 and great["reference_flip_rate"] == 0.25
+    assert sorted(lenient.triggers) == ["cf", "great"]
+    stricter = replace(config, max_reference_flip_rate=0.2)
+    strict = search_triggers(suspect, tokenizer, texts, [0] * len(texts), 1, config=stricter, reference=reference)
+    assert strict.triggers == ["cf"]
+
+
 def test_drift_ranking_puts_the_trigger_words_above_every_neutral_or_negative_word(backdoored, tokenizer):
     base = tiny_bert().get_input_embeddings().weight.detach().clone()  # the suspect's weights before training
     ids = insertable_token_ids(tokenizer)
