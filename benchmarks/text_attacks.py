@@ -38,7 +38,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import transformers
@@ -61,6 +61,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RECIPES = os.path.join(HERE, "..", "recipes")
 ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
 # Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
+# the trigger unlearning's schedule: blocks of `finetune` epochs until found words flip at most the residual
+UNLEARNING_KEYS = ("trigger_residual", "trigger_unlearn_blocks")
+UNLEARNING_DEFAULTS = {f.name: f.default for f in fields(DefenseConfig) if f.name in UNLEARNING_KEYS}
 PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
 
 
@@ -105,6 +108,13 @@ def parse_args(argv=None):
     p.add_argument("--defense_size", type=int, default=500)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
+        "--defense_seed",
+        type=int,
+        default=None,
+        help="seed of the defense only (its hold-out split, exposure, trigger search and unlearning draws; default "
+        "--seed): another draw of the defense on the same data and suspects",
+    )
+    p.add_argument(
         "--train_size",
         nargs="+",
         default=[],
@@ -130,6 +140,13 @@ def parse_args(argv=None):
         default={},
         help="DefenseConfig.finetune overrides as JSON (the trigger unlearning and the fine-tuning baseline), e.g. "
         '\'{"learning_rate": 5e-5, "num_train_epochs": 8}\'',
+    )
+    p.add_argument(
+        "--unlearning",
+        type=json.loads,
+        default={},
+        help='DefenseConfig trigger_residual / trigger_unlearn_blocks as JSON, e.g. \'{"trigger_residual": 0, '
+        '"trigger_unlearn_blocks": 2}\' (unlearn in two blocks of --finetune epochs whatever the held-out check says)',
     )
     p.add_argument(
         "--reference",
@@ -163,8 +180,12 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
-    if args.defense == "recipe" and (args.search or args.finetune or args.reference != "none"):
-        p.error("--defense recipe takes each recipe's settings: drop --search, --finetune and --reference")
+    if args.defense == "recipe" and (args.search or args.finetune or args.unlearning or args.reference != "none"):
+        p.error(
+            "--defense recipe takes each recipe's settings: drop --search, --finetune, --unlearning and --reference"
+        )
+    if set(args.unlearning) - set(UNLEARNING_KEYS):
+        p.error(f"--unlearning takes {', '.join(UNLEARNING_KEYS)}, got {', '.join(sorted(args.unlearning))}")
     if args.search.get("ranking") == "drift" and args.reference != "base":
         p.error('--search {"ranking": "drift"} needs --reference base (drift is measured from the base model)')
     return args
@@ -319,15 +340,16 @@ class Run:
             setting = recipe_defense(name, attack_name)
         else:
             setting = {"recipe": None, "reference": args.reference == "base", "search": args.search}
-            setting["finetune"] = args.finetune
+            setting.update(finetune=args.finetune, unlearning=args.unlearning)
         config = DefenseConfig(
             max_length=setup.max_length,
             mask_kinds=["layernorm"],
-            seed=args.seed,
+            seed=args.seed if args.defense_seed is None else args.defense_seed,
             unlearn={"learning_rate": 1e-5, "num_train_epochs": args.unlearn_epochs, "disable_tqdm": True},
             finetune={**setting["finetune"], "disable_tqdm": True},
             reference_model=str(self.model_path) if setting["reference"] else None,
             search=setting["search"],
+            **setting["unlearning"],
         )
         scratch = os.path.join(self.scratch, f"defense_{name}_{attack_name}")
         result = run_defense(
@@ -396,6 +418,7 @@ class Run:
                 "asr_rows": len(data["test_poisoned"]),
                 "max_length": setup.max_length,
                 "seed": args.seed,
+                "defense_seed": config.seed,
                 "train_epochs": args.train_epochs,
                 "learning_rate": args.learning_rate,
                 **trainer_info,
@@ -411,7 +434,8 @@ class Run:
 def recipe_defense(name: str, attack_name: str, folder: str = RECIPES) -> dict:
     """What ``recipes/<name>/<attack_name>.yaml`` changes in the defense, per attack: whether it contrasts with a
     reference model (the recipes name the Hub's MiniLM; the benchmark uses the same model's pip copy), the trigger
-    search and the fine-tuning settings. Its other defend keys are the benchmark's fixed settings already."""
+    search, the fine-tuning settings and the unlearning schedule. Its other defend keys are the benchmark's fixed
+    settings already."""
     path = os.path.join(folder, name, f"{attack_name}.yaml")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--defense recipe needs {path}")
@@ -422,6 +446,7 @@ def recipe_defense(name: str, attack_name: str, folder: str = RECIPES) -> dict:
         "reference": bool(defend.get("reference_model")),
         "search": dict(defend.get("search") or {}),
         "finetune": dict(defend.get("finetune") or {}),
+        "unlearning": {k: defend[k] for k in UNLEARNING_KEYS if k in defend},
     }
 
 
@@ -525,6 +550,16 @@ def defense_setting(entry: dict) -> str:
     if {"learning_rate", "num_train_epochs"} & set(finetune):
         tuned = {**FINETUNE_DEFAULTS["text"], **finetune}
         parts.append(f"unlearning {tuned['num_train_epochs']:g} epochs at {tuned['learning_rate']:g}")
+    schedule = {**UNLEARNING_DEFAULTS, **{k: config[k] for k in UNLEARNING_KEYS if k in config}}
+    blocks, residual = schedule["trigger_unlearn_blocks"], schedule["trigger_residual"]
+    if residual != UNLEARNING_DEFAULTS["trigger_residual"]:
+        parts.append(
+            f"up to {blocks} unlearning blocks to {residual:.0%} held-out flips"
+            if residual
+            else f"{blocks} unlearning blocks"
+        )
+    elif blocks != UNLEARNING_DEFAULTS["trigger_unlearn_blocks"]:
+        parts.append(f"up to {blocks} unlearning blocks")
     return ", ".join(parts) or "default"
 
 
