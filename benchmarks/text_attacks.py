@@ -551,15 +551,12 @@ def defense_setting(entry: dict) -> str:
         tuned = {**FINETUNE_DEFAULTS["text"], **finetune}
         parts.append(f"unlearning {tuned['num_train_epochs']:g} epochs at {tuned['learning_rate']:g}")
     schedule = {**UNLEARNING_DEFAULTS, **{k: config[k] for k in UNLEARNING_KEYS if k in config}}
-    blocks, residual = schedule["trigger_unlearn_blocks"], schedule["trigger_residual"]
+    residual, n = schedule["trigger_residual"], schedule["trigger_unlearn_blocks"]
+    blocks = f"{n} unlearning block" + ("s" if n != 1 else "")
     if residual != UNLEARNING_DEFAULTS["trigger_residual"]:
-        parts.append(
-            f"up to {blocks} unlearning blocks to {residual:.0%} held-out flips"
-            if residual
-            else f"{blocks} unlearning blocks"
-        )
-    elif blocks != UNLEARNING_DEFAULTS["trigger_unlearn_blocks"]:
-        parts.append(f"up to {blocks} unlearning blocks")
+        parts.append(f"up to {blocks} to {residual:.0%} held-out flips" if residual else blocks)
+    elif n != UNLEARNING_DEFAULTS["trigger_unlearn_blocks"]:
+        parts.append(f"up to {blocks}")
     return ", ".join(parts) or "default"
 
 

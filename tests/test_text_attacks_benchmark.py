@@ -150,6 +150,16 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
     bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert "| phrases of 3 per anchor, companions (pool 160) |" in capsys.readouterr().out
+    for schedule, words in [
+        ({"trigger_residual": 0.0, "trigger_unlearn_blocks": 2}, "| clause templates, 2 unlearning blocks |"),
+        ({"trigger_residual": 0.05}, "| clause templates, up to 4 unlearning blocks to 5% held-out flips |"),
+        ({"trigger_unlearn_blocks": 1}, "| clause templates, up to 1 unlearning block |"),
+        ({"trigger_residual": 0.1, "trigger_unlearn_blocks": 4}, "| clause templates |"),  # the defaults: no words
+    ]:
+        recipe["setup"]["defense_config"] = {"search": {"templates": "clause"}, **schedule}
+        (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
+        bench.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+        assert words in capsys.readouterr().out
 
 
 def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
@@ -159,14 +169,32 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
     assert sentence["finetune"]["num_train_epochs"] == 8
     assert bench.recipe_defense("twitter", "sos")["search"]["max_combination"] == 3
     assert bench.recipe_defense("sst2", "syntactic")["search"] == {"templates": "clause"}
+    assert bench.recipe_defense("twitter", "badnet_sl")["unlearning"] == {
+        "trigger_residual": 0.0,
+        "trigger_unlearn_blocks": 2,
+    }
     words = bench.recipe_defense("sst2", "badnet_rw")  # the default defense: nothing to add
     assert not words["reference"] and words["search"] == {} and words["finetune"] == {}
+    assert words["unlearning"] == {}
     with pytest.raises(FileNotFoundError, match="imdb/syntactic.yaml"):
         bench.recipe_defense("imdb", "syntactic")
     with pytest.raises(SystemExit):
         bench.parse_args(["--defense", "recipe", "--reference", "base"])
     assert "--defense recipe takes each recipe's settings" in capsys.readouterr().err
     assert bench.parse_args(["--defense", "recipe"]).defense == "recipe"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--defense", "recipe", "--unlearning", '{"trigger_unlearn_blocks": 2}'])
+    assert "--defense recipe takes each recipe's settings" in capsys.readouterr().err
+
+
+def test_unlearning_takes_the_schedule_keys_only(bench, capsys):
+    args = bench.parse_args(["--unlearning", '{"trigger_residual": 0, "trigger_unlearn_blocks": 2}'])
+    assert args.unlearning == {"trigger_residual": 0, "trigger_unlearn_blocks": 2} and args.defense_seed is None
+    assert bench.parse_args(["--defense_seed", "44"]).defense_seed == 44
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--unlearning", '{"trigger_blocks": 2}'])
+    err = capsys.readouterr().err
+    assert "--unlearning takes trigger_residual, trigger_unlearn_blocks, got trigger_blocks" in err
 
 
 def test_train_size_changes_one_datasets_rows_and_its_cache_key(bench, tmp_path, capsys, monkeypatch):
