@@ -169,10 +169,6 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
     assert sentence["finetune"]["num_train_epochs"] == 8
     assert bench.recipe_defense("twitter", "sos")["search"]["max_combination"] == 3
     assert bench.recipe_defense("sst2", "syntactic")["search"] == {"templates": "clause"}
-    assert bench.recipe_defense("twitter", "badnet_sl")["unlearning"] == {
-        "trigger_residual": 0.0,
-        "trigger_unlearn_blocks": 2,
-    }
     words = bench.recipe_defense("sst2", "badnet_rw")  # the default defense: nothing to add
     assert not words["reference"] and words["search"] == {} and words["finetune"] == {}
     assert words["unlearning"] == {}
@@ -185,6 +181,14 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--defense", "recipe", "--unlearning", '{"trigger_unlearn_blocks": 2}'])
     assert "--defense recipe takes each recipe's settings" in capsys.readouterr().err
+
+
+def test_recipe_defense_reads_the_unlearning_schedule(bench, tmp_path):
+    (tmp_path / "twitter").mkdir()
+    defend = "defend:\n  trigger_residual: 0.0\n  trigger_unlearn_blocks: 2\n  holdout_fraction: 0.2\n"
+    (tmp_path / "twitter" / "badnet_sl.yaml").write_text(defend)
+    setting = bench.recipe_defense("twitter", "badnet_sl", folder=str(tmp_path))
+    assert setting["unlearning"] == {"trigger_residual": 0.0, "trigger_unlearn_blocks": 2}  # not holdout_fraction
 
 
 def test_unlearning_takes_the_schedule_keys_only(bench, capsys):
