@@ -17,10 +17,11 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --defense recipe --suspect_cache runs/text_suspects     # each recipe's defense
     python benchmarks/text_attacks.py --table a.json b.json    # several results merged, later keys winning
     python benchmarks/text_attacks.py --datasets sst2 --train_size sst2=8000 --defense recipe   # more rows
+    python benchmarks/text_attacks.py --only twitter/badnet_sl --defense recipe --defense_seed 44  # another draw
 
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
-search, harder unlearning for the attacks whose recipes set them), which needs the attack known; the default
-defends every key alike, as a user who does not know the attack would.
+search, harder unlearning and its schedule for the attacks whose recipes set them), which needs the attack known;
+the default defends every key alike, as a user who does not know the attack would.
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
 every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there (or,
