@@ -61,10 +61,10 @@ from common import DATA, MINILM, environment, minilm_path, text_train_args  # be
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECIPES = os.path.join(HERE, "..", "recipes")
 ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
-# Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
 # the trigger unlearning's schedule: blocks of `finetune` epochs until found words flip at most the residual
 UNLEARNING_KEYS = ("trigger_residual", "trigger_unlearn_blocks")
 UNLEARNING_DEFAULTS = {f.name: f.default for f in fields(DefenseConfig) if f.name in UNLEARNING_KEYS}
+# Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
 PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
 
 
@@ -185,8 +185,9 @@ def parse_args(argv=None):
         p.error(
             "--defense recipe takes each recipe's settings: drop --search, --finetune, --unlearning and --reference"
         )
-    if set(args.unlearning) - set(UNLEARNING_KEYS):
-        p.error(f"--unlearning takes {', '.join(UNLEARNING_KEYS)}, got {', '.join(sorted(args.unlearning))}")
+    unknown = sorted(set(args.unlearning) - set(UNLEARNING_KEYS))
+    if unknown:
+        p.error(f"--unlearning takes {', '.join(UNLEARNING_KEYS)}, got {', '.join(unknown)}")
     if args.search.get("ranking") == "drift" and args.reference != "base":
         p.error('--search {"ranking": "drift"} needs --reference base (drift is measured from the base model)')
     return args
@@ -551,8 +552,7 @@ def defense_setting(entry: dict) -> str:
     if {"learning_rate", "num_train_epochs"} & set(finetune):
         tuned = {**FINETUNE_DEFAULTS["text"], **finetune}
         parts.append(f"unlearning {tuned['num_train_epochs']:g} epochs at {tuned['learning_rate']:g}")
-    schedule = {**UNLEARNING_DEFAULTS, **{k: config[k] for k in UNLEARNING_KEYS if k in config}}
-    residual, n = schedule["trigger_residual"], schedule["trigger_unlearn_blocks"]
+    residual, n = (config.get(k, UNLEARNING_DEFAULTS[k]) for k in ("trigger_residual", "trigger_unlearn_blocks"))
     blocks = f"{n} unlearning block" + ("s" if n != 1 else "")
     if residual != UNLEARNING_DEFAULTS["trigger_residual"]:
         parts.append(f"up to {blocks} to {residual:.0%} held-out flips" if residual else blocks)
