@@ -61,8 +61,9 @@ from common import DATA, MINILM, environment, minilm_path, text_train_args  # be
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECIPES = os.path.join(HERE, "..", "recipes")
 ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
-# the trigger unlearning's schedule: blocks of `finetune` epochs until found words flip at most the residual
-UNLEARNING_KEYS = ("trigger_residual", "trigger_unlearn_blocks")
+# the trigger unlearning's schedule (blocks of `finetune` epochs until found words flip at most the residual) and
+# how many found triggers each unlearning copy holds
+UNLEARNING_KEYS = ("trigger_residual", "trigger_unlearn_blocks", "triggers_per_copy")
 UNLEARNING_DEFAULTS = {f.name: f.default for f in fields(DefenseConfig) if f.name in UNLEARNING_KEYS}
 # Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
 PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
@@ -146,8 +147,9 @@ def parse_args(argv=None):
         "--unlearning",
         type=json.loads,
         default={},
-        help='DefenseConfig trigger_residual / trigger_unlearn_blocks as JSON, e.g. \'{"trigger_residual": 0, '
-        '"trigger_unlearn_blocks": 2}\' (unlearn in two blocks of --finetune epochs whatever the held-out check says)',
+        help="DefenseConfig trigger_residual / trigger_unlearn_blocks / triggers_per_copy as JSON, e.g. "
+        '\'{"trigger_residual": 0, "trigger_unlearn_blocks": 2}\' (unlearn in two blocks of --finetune epochs '
+        "whatever the held-out check says) or '{\"triggers_per_copy\": 2}' (two found triggers in each copy)",
     )
     p.add_argument(
         "--reference",
@@ -558,6 +560,9 @@ def defense_setting(entry: dict) -> str:
         parts.append(f"up to {blocks} to {residual:.0%} held-out flips" if residual else blocks)
     elif n != UNLEARNING_DEFAULTS["trigger_unlearn_blocks"]:
         parts.append(f"up to {blocks}")
+    per_copy = config.get("triggers_per_copy", UNLEARNING_DEFAULTS["triggers_per_copy"])
+    if per_copy != UNLEARNING_DEFAULTS["triggers_per_copy"]:
+        parts.append(f"{per_copy} triggers per unlearning copy")
     return ", ".join(parts) or "default"
 
 

@@ -175,6 +175,14 @@ class DefenseConfig:
         default=4,
         metadata={"help": "Most unlearning blocks (of `finetune` epochs each) per search / reversal round."},
     )
+    triggers_per_copy: int = field(
+        default=1,
+        metadata={
+            "help": "Text trigger_unlearn: found triggers inserted into each triggered copy of a clean row (drawn "
+            "per row, each at its own position). A sentence trigger is found as fragments, and copies holding "
+            "two of them unlearned it more reliably (Twitter BadNet-SL probes, benchmarks/README)."
+        },
+    )
     finetune: dict = field(
         default_factory=dict,
         metadata={
@@ -207,8 +215,9 @@ class DefenseConfig:
             raise ValueError(f"trigger_labels must be one of {TRIGGER_LABELS}, got {self.trigger_labels!r}")
         if not 0.0 <= self.trigger_residual <= 1.0:
             raise ValueError(f"trigger_residual must be in [0, 1], got {self.trigger_residual}")
-        if self.trigger_unlearn_blocks < 1:
-            raise ValueError(f"trigger_unlearn_blocks must be at least 1, got {self.trigger_unlearn_blocks}")
+        for name in ("trigger_unlearn_blocks", "triggers_per_copy"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.search_config().ranking == "drift" and not self.reference_model:  # fail now, not after the exposure
             raise ValueError("search ranking 'drift' needs reference_model (the suspect's pre-trained base)")
         self.nc_config()
@@ -457,6 +466,7 @@ def run_defense(
                 holdout=split["test"],
                 residual=config.trigger_residual,
                 blocks=config.trigger_unlearn_blocks,
+                per_copy=config.triggers_per_copy,
                 reference=reference,
                 base_embeddings=base_embeddings,
             )

@@ -135,22 +135,34 @@ def finetune_pruned(
 
 
 def with_triggers(
-    ds: Dataset, triggers: Sequence[str], *, seed: int = 0, tokenizer=None, max_length: int | None = None
+    ds: Dataset,
+    triggers: Sequence[str],
+    *,
+    seed: int = 0,
+    per_row: int = 1,
+    tokenizer=None,
+    max_length: int | None = None,
 ) -> Dataset:
-    """A copy of every row with one of ``triggers`` (drawn per row) inserted as the search inserted it (a
-    combination's words each at its own random word boundary, a quoted phrase whole); labels stay the true ones.
-    Fine-tuning on these teaches the model that the trigger means nothing. With ``tokenizer`` and ``max_length``,
-    each row is first cut to the model's window (`fit_to_window`), so no copy has its trigger truncated away."""
+    """A copy of every row with ``per_row`` of ``triggers`` (drawn per row, with replacement) inserted as the
+    search inserted them (a combination's words each at its own random word boundary, a quoted phrase whole; a
+    template rewrites the row as it stands); labels stay the true ones. Fine-tuning on these teaches the model
+    that the trigger means nothing. With ``tokenizer`` and ``max_length``, each row is first cut to the model's
+    window (`fit_to_window`), so no copy has a trigger truncated away."""
     if not triggers:
         raise ValueError("with_triggers needs at least one trigger word")
+    if per_row < 1:
+        raise ValueError(f"per_row must be at least 1, got {per_row}")
     texts = ds["text"]
-    if tokenizer is not None and max_length:  # one batched cut, with room for the longest trigger
-        texts = fit_to_window(tokenizer, texts, max_length, max(trigger_length(tokenizer, t) for t in triggers))
+    if tokenizer is not None and max_length:  # one batched cut, with room for the longest triggers
+        room = per_row * max(trigger_length(tokenizer, t) for t in triggers)
+        texts = fit_to_window(tokenizer, texts, max_length, room)
 
     def _insert(row: dict, idx: int) -> dict:
         rng = np.random.default_rng([seed, idx])
-        word = triggers[int(rng.integers(len(triggers)))]
-        return {"text": insert_trigger(texts[idx], word, rng)}
+        text = texts[idx]
+        for _ in range(per_row):
+            text = insert_trigger(text, triggers[int(rng.integers(len(triggers)))], rng)
+        return {"text": text}
 
     return ds.map(_insert, with_indices=True, desc="inserting found triggers")
 
@@ -164,13 +176,16 @@ def unlearn_triggers(
     prep,
     collator,
     seed: int = 0,
+    per_copy: int = 1,
     tokenizer=None,
     max_length: int | None = None,
 ):
-    """Fine-tune a copy of ``model`` on the ``clean`` rows plus a triggered copy of each, all with true labels
-    (`with_triggers`: ``tokenizer`` and ``max_length`` keep each trigger inside the model's window)."""
+    """Fine-tune a copy of ``model`` on the ``clean`` rows plus a triggered copy of each holding ``per_copy``
+    found triggers, all with true labels (`with_triggers`: ``tokenizer`` and ``max_length`` keep each trigger
+    inside the model's window)."""
     window = {"tokenizer": tokenizer, "max_length": max_length}
-    data = concatenate_datasets([clean, with_triggers(clean, triggers, seed=seed, **window)]).shuffle(seed=seed)
+    triggered = with_triggers(clean, triggers, seed=seed, per_row=per_copy, **window)
+    data = concatenate_datasets([clean, triggered]).shuffle(seed=seed)
     return finetune(model, prep(data), args=args, collator=collator)
 
 
@@ -214,6 +229,7 @@ def search_and_unlearn(
     holdout: Dataset | None = None,
     residual: float = 0.1,
     blocks: int = 1,
+    per_copy: int = 1,
     reference=None,
     base_embeddings=None,
 ) -> tuple[object, TriggerUnlearning]:
@@ -226,10 +242,10 @@ def search_and_unlearn(
 
     Unlearning runs in blocks of ``args`` epochs, each continuing from the last (with other trigger draws), up to
     ``blocks`` of them, until no found word flips more than ``residual`` of the ``holdout`` rows (clean rows the
-    unlearning never sees; without them, one block). Under `accelerate launch` every decision is the main
-    process's, so all ranks run the same steps. ``reference`` (a backdoor-free model for the task) and
-    ``base_embeddings`` (its pre-trained input embeddings, for ``ranking="drift"``) go to every search
-    (`search_triggers`).
+    unlearning never sees; without them, one block). Each triggered copy holds ``per_copy`` found triggers. Under
+    `accelerate launch` every decision is the main process's, so all ranks run the same steps. ``reference`` (a
+    backdoor-free model for the task) and ``base_embeddings`` (its pre-trained input embeddings, for
+    ``ranking="drift"``) go to every search (`search_triggers`).
     """
     start = time.perf_counter()
     texts, labels = list(clean["text"]), list(clean["label"])
@@ -265,6 +281,7 @@ def search_and_unlearn(
                 prep=prep,
                 collator=collator,
                 seed=search.seed + block,
+                per_copy=per_copy,
                 tokenizer=tokenizer,
                 max_length=search.max_length,
             )

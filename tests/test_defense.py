@@ -247,6 +247,7 @@ def test_image_data_needs_an_image_processor(tmp_path):
         {"trigger_residual": 1.5},
         {"trigger_labels": "all"},
         {"trigger_unlearn_blocks": 0},
+        {"triggers_per_copy": 0},
         {"search": {"top_k": 0}},
         {"search": {"topk": 5}},
         {"nc_args": {"epoch": 5}},

@@ -155,6 +155,7 @@ def test_table_merges_results_files_later_keys_winning(bench, tmp_path, capsys):
         ({"trigger_residual": 0.05}, "| clause templates, up to 4 unlearning blocks to 5% held-out flips |"),
         ({"trigger_unlearn_blocks": 1}, "| clause templates, up to 1 unlearning block |"),
         ({"trigger_residual": 0.1, "trigger_unlearn_blocks": 4}, "| clause templates |"),  # the defaults: no words
+        ({"triggers_per_copy": 2}, "| clause templates, 2 triggers per unlearning copy |"),
     ]:
         recipe["setup"]["defense_config"] = {"search": {"templates": "clause"}, **schedule}
         (tmp_path / "b.json").write_text(json.dumps({"sst2/sos": recipe}))
@@ -198,7 +199,7 @@ def test_unlearning_takes_the_schedule_keys_only(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--unlearning", '{"trigger_blocks": 2}'])
     err = capsys.readouterr().err
-    assert "--unlearning takes trigger_residual, trigger_unlearn_blocks, got trigger_blocks" in err
+    assert "--unlearning takes trigger_residual, trigger_unlearn_blocks, triggers_per_copy, got trigger_blocks" in err
 
 
 def test_train_size_changes_one_datasets_rows_and_its_cache_key(bench, tmp_path, capsys, monkeypatch):

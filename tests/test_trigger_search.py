@@ -142,6 +142,21 @@ def test_with_triggers_inserts_one_found_word_per_row_and_keeps_labels(backdoore
         with_triggers(clean, [])
 
 
+def test_with_triggers_can_insert_several_found_triggers_per_row(backdoored):
+    clean = backdoored["data"]["defense"].select(range(40))
+    out = with_triggers(clean, ["cf", "zz"], seed=1, per_row=2)
+    assert out["label"] == clean["label"]
+    for before, after in zip(clean["text"], out["text"], strict=True):
+        added = [w for w in after.split() if w in ("cf", "zz")]
+        assert len(added) == 2 and [w for w in after.split() if w not in ("cf", "zz")] == before.split()
+    assert (
+        with_triggers(clean, ["cf", "zz"], seed=1, per_row=1)["text"]
+        == with_triggers(clean, ["cf", "zz"], seed=1)["text"]
+    )
+    with pytest.raises(ValueError, match="per_row must be at least 1"):
+        with_triggers(clean, ["cf"], per_row=0)
+
+
 class AllOf(torch.nn.Module):
     """A stand-in classifier whose label-1 logit rises by 3 per piece of a combined trigger present and flips to
     label 1 only when every piece is there (what SOS's negative augmentation trains a model to do)."""
