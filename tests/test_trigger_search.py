@@ -149,10 +149,6 @@ def test_with_triggers_can_insert_several_found_triggers_per_row(backdoored):
     for before, after in zip(clean["text"], out["text"], strict=True):
         added = [w for w in after.split() if w in ("cf", "zz")]
         assert len(added) == 2 and [w for w in after.split() if w not in ("cf", "zz")] == before.split()
-    assert (
-        with_triggers(clean, ["cf", "zz"], seed=1, per_row=1)["text"]
-        == with_triggers(clean, ["cf", "zz"], seed=1)["text"]
-    )
     with pytest.raises(ValueError, match="per_row must be at least 1"):
         with_triggers(clean, ["cf"], per_row=0)
 
