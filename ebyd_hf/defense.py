@@ -179,8 +179,8 @@ class DefenseConfig:
         default=1,
         metadata={
             "help": "Text trigger_unlearn: found triggers inserted into each triggered copy of a clean row (drawn "
-            "per row, each at its own position). A sentence trigger is found as fragments, and copies holding "
-            "two of them unlearned it better in probes, not yet end to end (Twitter BadNet-SL, benchmarks/README)."
+            "per row, each at its own position). A sentence trigger is found as fragments; copies holding two "
+            "of them unlearned it better in probes but worse end to end (Twitter BadNet-SL, benchmarks/README)."
         },
     )
     finetune: dict = field(
