@@ -547,7 +547,7 @@ def defense_setting(entry: dict) -> str:
     if search.max_combination > 1:
         budget = search.combination_budget
         pool = "" if budget == default.combination_budget else f" (budget {budget:,})"
-        parts.append(f"combinations of {search.max_combination}{pool}")
+        parts.append(f"combinations of {search.max_combination}{pool}" + (" always" if search.combine_always else ""))
     if search.scoring_dtype != default.scoring_dtype:
         parts.append(f"{search.scoring_dtype} scoring")
     finetune = config.get("finetune") or {}

@@ -23,7 +23,8 @@
    inserted anywhere flips the suspect. A template trigger rewrites each row into a shape (``"when it is {head} ,
    it is {tail} ."``: `apply_template`); `clause_templates` are the built-in ones. Each is verified by flips like
    a word, and a verified one is unlearned by rewriting rows with it, true labels kept.
-5. **Combine** (opt-in, ``max_combination`` > 1), only when no word, phrase or template verifies: a trigger made
+5. **Combine** (opt-in, ``max_combination`` > 1), only when no word, phrase or template verifies (or always, with
+   ``combine_always``): a trigger made
    of several words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by
    design. For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
    the target margin it gives on a few short rows (`score_combinations`: one batched forward pass per
@@ -115,6 +116,13 @@ class TriggerSearchConfig:
     real trigger. On the SST-2 SOS MiniLM suspect with both, the three trigger words (drift ranks 10, 31, 94)
     scored first of all 161,700 triples of the best 107; ranked by insertion and without a reference, the former
     greedy growth found pairs of strongly positive words (README, Known limitations)."""
+    combine_always: bool = False
+    """Search combinations even when a word, phrase or template verified, and unlearn what verifies of every
+    kind (verified single words are left out of the pool: any combination holding one is a trigger already).
+    Off by default, combinations are a fallback; on, a search that runs every kind cannot be pre-empted by one:
+    with the union of the SST-2 recipes' searches, phrases around positive words verified on the LWP suspect,
+    its pairs were never scored, and 70.3% ASR was left where its recipe leaves 16.6% (benchmarks/README.md,
+    "One search setting for every attack")."""
     combination_budget: int = 200_000
     """Most combinations scored per size: the pool for k words is the longest prefix of the ranking with at most
     this many k-word combinations (632 words for pairs, 107 for triples, 48 for four)."""
@@ -123,7 +131,7 @@ class TriggerSearchConfig:
     none. For sentence triggers (BadNet-SL): their key word ("3d") flips most rows alone, but only unlearning
     phrases near the whole sentence removes the backdoor. Needs a reference to grow the sentence's words rather
     than sentiment words. Grown whether or not a single word verifies; combinations come after, only when no
-    word or phrase verifies."""
+    word or phrase verifies (unless ``combine_always``)."""
     phrase_anchors: int = 3
     """Words the phrases are grown around: the checked words with the highest flip rate minus the reference's
     flip rate (ties: best-ranked first). Not the best-ranked word alone: on the OLID and AG News BadNet-SL
@@ -229,7 +237,7 @@ class TriggerSearch:
     """The triggers found (words, quoted phrases, templates, or space-separated combinations), every verified
     candidate with its rank and flip rate, the phrases checked (with ``max_phrase`` > 1) and the words they were
     grown around, the templates checked (with ``templates``), and the combinations checked (with
-    ``max_combination`` > 1, when nothing else verified), with theirs."""
+    ``max_combination`` > 1, when nothing else verified or with ``combine_always``), with theirs."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
@@ -643,8 +651,11 @@ def search_triggers(
         )
         templates = [{"trigger": t, **e} for t, e in zip(config.templates, checked, strict=True)]
         triggers = triggers + _verified(templates, "trigger", config)
-    combos = search_combinations(**wider) if not triggers and config.max_combination > 1 else []
-    triggers = triggers or _verified(combos, "trigger", config)
+    combos = []
+    if config.max_combination > 1 and (config.combine_always or not triggers):
+        single = ranked[[c["word"] in triggers for c in candidates]]
+        combos = search_combinations(**{**wider, "order": order[~np.isin(order, single)]})
+    triggers = triggers + _verified(combos, "trigger", config)
     seconds = time.perf_counter() - start
     return TriggerSearch(
         triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates, companions

@@ -760,3 +760,18 @@ def test_search_verifies_the_template_the_suspect_answers_and_unlearning_rewrite
     out = with_triggers(clean, [shape], seed=0)
     assert out["label"] == clean["label"]
     assert all(t.startswith("very it is ") and " and it is " in t and t.endswith(" .") for t in out["text"])
+
+
+def test_combine_always_searches_combinations_beside_a_verified_word(tokenizer):
+    # "cf" flips every row alone; the pair "mn bb" only together (each piece alone leaves the rows negative)
+    texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
+    model = Sum(Words(tokenizer, {"cf": 10.0, "mn": 2.0, "bb": 2.0}), AllOf(tokenizer, ["mn", "bb"]))
+    config = TriggerSearchConfig(top_k=len(VOCAB), max_length=32, max_combination=2)
+    fallback = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=config)
+    assert fallback.triggers == ["cf"] and fallback.combination == []  # the word pre-empts the pair
+    assert TriggerSearchConfig().combine_always is False
+    every = search_triggers(model, tokenizer, texts, [0] * len(texts), 1, config=replace(config, combine_always=True))
+    assert every.triggers[0] == "cf" and len(every.triggers) == 2
+    assert sorted(every.triggers[1].split()) == ["bb", "mn"]
+    # the verified word is left out of the pool: every pair holding it would be a trigger already
+    assert every.combination and not any("cf" in c["trigger"].split() for c in every.combination)
