@@ -24,14 +24,13 @@
    it is {tail} ."``: `apply_template`); `clause_templates` are the built-in ones. Each is verified by flips like
    a word, and a verified one is unlearned by rewriting rows with it, true labels kept.
 5. **Combine** (opt-in, ``max_combination`` > 1), only when no word, phrase or template verifies (or always, with
-   ``combine_always``): a trigger made
-   of several words (SOS's "friends weekend store", LWP's pairs) has pieces that each flip few rows or none, by
-   design. For each size k = 2 … ``max_combination``, *every* k-word combination of the best-ranked words is scored by
-   the target margin it gives on a few short rows (`score_combinations`: one batched forward pass per
-   combination and row; the pool is the longest prefix of the ranking with at most ``combination_budget``
-   combinations), and the best ``top_k`` are verified by flips (`search_combinations`). Exhaustive because
-   greedy growth from one seed word never reached SOS's words: its pieces do not lift the margin until complete.
-   A combination is a space-separated string whose words are inserted each at its own random position
+   ``combine_always``): a trigger made of several words (SOS's "friends weekend store", LWP's pairs) has pieces that
+   each flip few rows or none, by design. For each size k = 2 … ``max_combination``, *every* k-word combination of
+   the best-ranked words is scored by the target margin it gives on a few short rows (`score_combinations`: one
+   batched forward pass per combination and row; the pool is the longest prefix of the ranking with at most
+   ``combination_budget`` combinations), and the best ``top_k`` are verified by flips (`search_combinations`).
+   Exhaustive because greedy growth from one seed word never reached SOS's words: its pieces do not lift the margin
+   until complete. A combination is a space-separated string whose words are inserted each at its own random position
    (`insert_trigger`), searched and unlearned alike.
 
 With a **reference** model (the same task without the backdoor: e.g. the suspect's pre-trained base fine-tuned
