@@ -236,7 +236,8 @@ class TriggerSearch:
     """The triggers found (words, quoted phrases, templates, or space-separated combinations), every verified
     candidate with its rank and flip rate, the phrases checked (with ``max_phrase`` > 1) and the words they were
     grown around, the templates checked (with ``templates``), and the combinations checked (with
-    ``max_combination`` > 1, when nothing else verified or with ``combine_always``), with theirs."""
+    ``max_combination`` > 1, when nothing else verified or with ``combine_always``), with theirs; ``stages``: the
+    seconds each kind of search that ran took."""
 
     triggers: list[str]
     candidates: list[dict] = field(default_factory=list)
@@ -248,12 +249,14 @@ class TriggerSearch:
     anchors: list[str] = field(default_factory=list)
     templates: list[dict] = field(default_factory=list)
     companions: list[dict] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> dict:
         return {
             "triggers": self.triggers,
             "rows": self.rows,
             "seconds": self.seconds,
+            "stages": self.stages,
             "candidates": self.candidates,
             "phrase": self.phrase,
             "anchors": self.anchors,
@@ -576,8 +579,14 @@ def search_triggers(
     """
     if config.ranking == "drift" and base_embeddings is None:
         raise ValueError("ranking='drift' measures how far the suspect's embeddings moved: pass base_embeddings")
-    start = time.perf_counter()
+    start = clock = time.perf_counter()
     sizes = {"max_length": config.max_length, "batch_size": config.batch_size}
+    stages = {}
+
+    def lap(stage: str) -> None:  # what each kind of search costs, to weigh a setting against its time
+        nonlocal clock
+        now = time.perf_counter()
+        stages[stage], clock = now - clock, now
 
     def correct_rows(m) -> list[str]:
         return flippable_rows(m, tokenizer, texts, labels, target, **sizes)[: config.max_rows]
@@ -621,6 +630,7 @@ def search_triggers(
         for r, (w, i, e) in enumerate(zip(words, ranked, checked, strict=True))
     ]
     triggers = _verified(candidates, "word", config)
+    lap("words")
     wider = {"model": model, "tokenizer": tokenizer, "rows": rows, "order": order, "target": target}
     wider.update(config=config, reference=reference, reference_rows=reference_rows)
     phrases, anchors, companions = [], [], []
@@ -630,11 +640,13 @@ def search_triggers(
         phrases = grow_phrases(**{**wider, "order": around})
         verified = _verified(phrases, "trigger", config)
         triggers = triggers + verified
+        lap("phrases")
         if config.phrase_companions and verified and reference is not None:
             # the centres already covered: the anchors that verified phrases grew from
             covered = [a for a in around[: config.phrase_anchors] if any(_holds(tokenizer, p, a) for p in verified)]
             companions = find_companions(**wider, exclude=covered)
             triggers = triggers + [c["trigger"] for c in companions if c["companion"]]
+            lap("companions")
     templates = []
     if config.templates:
         checked = check_triggers(
@@ -650,14 +662,16 @@ def search_triggers(
         )
         templates = [{"trigger": t, **e} for t, e in zip(config.templates, checked, strict=True)]
         triggers = triggers + _verified(templates, "trigger", config)
+        lap("templates")
     combos = []
     if config.max_combination > 1 and (config.combine_always or not triggers):
         single = ranked[[c["word"] in triggers for c in candidates]]
         combos = search_combinations(**{**wider, "order": order[~np.isin(order, single)]})
+        lap("combinations")
     triggers = triggers + _verified(combos, "trigger", config)
     seconds = time.perf_counter() - start
     return TriggerSearch(
-        triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates, companions
+        triggers, candidates, len(rows), seconds, config, combos, phrases, anchors, templates, companions, stages
     )
 
 

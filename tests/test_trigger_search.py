@@ -644,6 +644,7 @@ def test_companions_cover_the_sentence_centre_that_the_key_words_phrases_miss(to
     assert best["trigger"] == '"tq cf"' and best["companion"] and best["flip_rate"] == 1.0 and best["size"] == 2
     assert best["score"] == pytest.approx(3.0)  # the pair's lift beyond its words' (0 each)
     assert found.report()["companions"] == found.companions
+    assert list(plain.stages) == ["words", "phrases"] and list(found.stages) == ["words", "phrases", "companions"]
     wide = search_triggers(suspect, tokenizer, texts, labels, 1, config=replace(on, phrase_beam=1000), reference=weak)
     assert not any("mn" in c["trigger"].strip('"').split() for c in wide.companions)  # the covered centre
     sentiment = next(c for c in wide.companions if c["trigger"] == '"very good"')
@@ -751,6 +752,7 @@ def test_search_verifies_the_template_the_suspect_answers_and_unlearning_rewrite
     assert [t["trigger"] for t in result.templates] == [shape, other]
     assert [t["flip_rate"] for t in result.templates] == [1.0, 0.0]
     assert result.report()["templates"] == result.templates
+    assert list(result.stages) == ["words", "templates"]
     # a reference that answers the shape too rejects it
     both = search_triggers(
         model, tokenizer, texts, [0] * len(texts), 1, config=replace(config, max_combination=1), reference=model
@@ -775,3 +777,7 @@ def test_combine_always_searches_combinations_beside_a_verified_word(tokenizer):
     assert sorted(every.triggers[1].split()) == ["bb", "mn"]
     # the verified word is left out of the pool: every pair holding it would be a trigger already
     assert every.combination and not any("cf" in c["trigger"].split() for c in every.combination)
+    # each kind of search that ran is timed, and only those
+    assert list(fallback.stages) == ["words"] and list(every.stages) == ["words", "combinations"]
+    assert all(s > 0 for s in every.stages.values()) and sum(every.stages.values()) <= every.seconds
+    assert every.report()["stages"] == every.stages
