@@ -393,18 +393,7 @@ class Run:
             "exposed_checks": unlearning.get("exposed_checks"),
             "seconds": {"train": t_train, **result.seconds, "finetune": tuned.seconds["finetune"]},
             "exposure": report["exposure"],
-            "trigger_search": [
-                {
-                    "triggers": r["triggers"],
-                    "top": sorted(r["candidates"], key=lambda c: -c["flip_rate"])[:10],
-                    "phrase": r["phrase"],
-                    "anchors": r["anchors"],
-                    "companions": r["companions"],
-                    "templates": r.get("templates", []),
-                    "combination": r["combination"],
-                }
-                for r in unlearning.get("rounds", [])
-            ],
+            "trigger_search": [search_round(r) for r in unlearning.get("rounds", [])],
             # each block's held-out flip rates: why the unlearning ran as many blocks as it did
             "unlearning_blocks": unlearning.get("unlearning_blocks"),
             "setup": {
@@ -433,6 +422,22 @@ class Run:
             },
             "environment": environment(),
         }
+
+
+def search_round(round_: dict) -> dict:
+    """One trigger-search round as the results file keeps it: the ten best-flipping words instead of every
+    candidate, with each kind's findings and the seconds each kind of search took (``stages``)."""
+    return {
+        "triggers": round_["triggers"],
+        "top": sorted(round_["candidates"], key=lambda c: -c["flip_rate"])[:10],
+        "phrase": round_["phrase"],
+        "anchors": round_["anchors"],
+        "companions": round_["companions"],
+        "templates": round_.get("templates", []),
+        "combination": round_["combination"],
+        "seconds": round_.get("seconds"),
+        "stages": round_.get("stages", {}),
+    }
 
 
 def recipe_defense(name: str, attack_name: str, folder: str = RECIPES) -> dict:

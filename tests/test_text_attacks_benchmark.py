@@ -268,3 +268,17 @@ def test_drift_ranks_put_the_moved_trigger_embeddings_first(drift_bench, tmp_pat
     assert results["sst2/badnet_rw"]["ranks_shared_out"] == results["sst2/badnet_rw"]["ranks"]
     assert "| sst2/badnet_rw | cf 1, mn 3, bb 0, tq 2 | cf 1, mn 3, bb 0, tq 2 |" in capsys.readouterr().out
     assert drift_bench.trigger_words("badnet_sl") == ["i", "watch", "this", "3d", "movie"]
+
+
+def test_each_search_round_keeps_its_best_words_and_the_time_each_kind_of_search_took(bench):
+    from ebyd_hf.trigger_search import TriggerSearch
+
+    candidates = [{"word": f"w{i}", "flip_rate": i / 20} for i in range(20)]
+    found = TriggerSearch(
+        ["w19"], candidates=candidates, seconds=12.5, stages={"words": 2.0, "templates": 10.0}, anchors=["w19"]
+    )
+    kept = bench.search_round(found.report())
+    assert [c["word"] for c in kept["top"]] == [f"w{i}" for i in range(19, 9, -1)]
+    assert kept["stages"] == {"words": 2.0, "templates": 10.0}
+    assert kept["seconds"] == 12.5
+    assert kept["triggers"] == ["w19"] and kept["anchors"] == ["w19"]
