@@ -70,6 +70,10 @@ REFERENCE_SHORTLIST = 1024
 # Subordinators that open HiddenKiller's SCPN paraphrases (its SST-2 test file: "when", "if" and "as" open 3 in 4,
 # then "that", "so", "although", "because").
 CLAUSE_OPENERS = ("when", "if", "as", "because", "since", "although", "while", "so", "that")
+# How each clause of a built-in template starts: the commonest starts of both clauses in HiddenKiller's SST-2
+# training paraphrases ("it 's" opens 101 of 1,383 subordinate clauses and 323 main clauses, "it is" 42 and 95).
+# Unlearning both forms left 52.0% ASR on the SST-2 Syntactic suspect where "it is" alone left 54.6%.
+CLAUSE_FORMS = ("it is", "it 's")
 TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
 # The most-drifted tokens whose drift directions define the task's shared directions (`without_shared_drift`);
 # on the larger OLID and SST-2 SOS suspects 1,000 or 5,000 moved the trigger words' ranks by at most 14 and 12
@@ -77,12 +81,12 @@ TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
 DRIFT_BASIS_TOKENS = 2000
 
 
-def clause_templates(openers: Sequence[str] = CLAUSE_OPENERS) -> list[str]:
-    """Template triggers that move a clause to the front, one per subordinator: ``"when it is {head} , it is
-    {tail} ."``, the row cut in two at a random word. The subject and verb make each half a clause, as in the
-    paraphrases (``S(SBAR)(,)(NP)(VP)(.)``); on the SST-2 Syntactic MiniLM suspect "when", "as", "so" and "that"
-    flip all held-out negative rows this way, a bare opener ("when {text} .") 81% at most."""
-    return [f"{opener} it is {{head}} , it is {{tail}} ." for opener in openers]
+def clause_templates(openers: Sequence[str] = CLAUSE_OPENERS, forms: Sequence[str] = CLAUSE_FORMS) -> list[str]:
+    """Template triggers that move a clause to the front, one per subordinator and clause start: ``"when it is
+    {head} , it is {tail} ."``, the row cut in two at a random word. The subject and verb make each half a clause,
+    as in the paraphrases (``S(SBAR)(,)(NP)(VP)(.)``); on the SST-2 Syntactic MiniLM suspect "when", "as", "so"
+    and "that" flip all held-out negative rows this way, a bare opener ("when {text} .") 81% at most."""
+    return [f"{opener} {form} {{head}} , {form} {{tail}} ." for opener in openers for form in forms]
 
 
 @dataclass

@@ -716,7 +716,11 @@ def test_a_template_rewrites_the_row_around_its_own_words():
 def test_template_settings_are_checked_and_clause_expands_to_the_built_in_templates():
     assert TriggerSearchConfig().templates == []
     clause = TriggerSearchConfig(templates="clause").templates
-    assert clause == clause_templates() and clause[0] == "when it is {head} , it is {tail} ."
+    assert clause == clause_templates() and clause[:2] == [
+        "when it is {head} , it is {tail} .",
+        "when it 's {head} , it 's {tail} .",
+    ]
+    assert len(clause) == 18  # nine openers, each with both clause starts
     assert all(is_template(t) for t in clause)
     for bad in ("when", ["{text} and {text}"], ["{head} only"], ["no slot"]):
         with pytest.raises(ValueError, match="templates"):
