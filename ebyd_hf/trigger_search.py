@@ -72,7 +72,8 @@ REFERENCE_SHORTLIST = 1024
 CLAUSE_OPENERS = ("when", "if", "as", "because", "since", "although", "while", "so", "that")
 # How each clause of a built-in template starts: the commonest starts of both clauses in HiddenKiller's SST-2
 # training paraphrases ("it 's" opens 101 of 1,383 subordinate clauses and 323 main clauses, "it is" 42 and 95).
-# Unlearning both forms left 52.0% ASR on the SST-2 Syntactic suspect where "it is" alone left 54.6%.
+# Unlearning both forms left 52.0% and 44.4% ASR on the SST-2 Syntactic suspect (two defense draws) where "it is"
+# alone left 54.6% and 53.4%.
 CLAUSE_FORMS = ("it is", "it 's")
 TEMPLATE_SLOTS = ("{text}", "{head}", "{tail}")
 # The most-drifted tokens whose drift directions define the task's shared directions (`without_shared_drift`);
