@@ -433,10 +433,10 @@ def search_round(round_: dict) -> dict:
         "phrase": round_["phrase"],
         "anchors": round_["anchors"],
         "companions": round_["companions"],
-        "templates": round_.get("templates", []),
+        "templates": round_["templates"],
         "combination": round_["combination"],
-        "seconds": round_.get("seconds"),
-        "stages": round_.get("stages", {}),
+        "seconds": round_["seconds"],
+        "stages": round_["stages"],
     }
 
 
