@@ -15,13 +15,15 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --suspect_cache runs/text_suspects --resume    # continue a run cut short
     python benchmarks/text_attacks.py --table benchmarks/results/text_attacks.json.partial   # README table so far
     python benchmarks/text_attacks.py --defense recipe --suspect_cache runs/text_suspects     # each recipe's defense
+    python benchmarks/text_attacks.py --defense any_attack --only sst2/sos --suspect_cache runs/text_suspects
     python benchmarks/text_attacks.py --table a.json b.json    # several results merged, later keys winning
     python benchmarks/text_attacks.py --datasets sst2 --train_size sst2=8000 --defense recipe   # more rows
     python benchmarks/text_attacks.py --only twitter/badnet_sl --defense recipe --defense_seed 44  # another draw
 
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
 search, harder unlearning and its schedule for the attacks whose recipes set them), which needs the attack known;
-the default defends every key alike, as a user who does not know the attack would.
+the default (word triggers only) and ``--defense any_attack`` (``recipes/defend_any_text_attack.yaml``: every kind
+of search at once, hours per key) defend every key alike, as a user who does not know the attack would.
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
 every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there (or,
@@ -60,6 +62,7 @@ from common import DATA, MINILM, environment, minilm_path, text_train_args  # be
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECIPES = os.path.join(HERE, "..", "recipes")
+ANY_ATTACK_RECIPE = os.path.join(RECIPES, "defend_any_text_attack.yaml")  # --defense any_attack
 ATTACKS = ("badnet_rw", "badnet_sl", "sos", "syntactic", "ripple", "lwp")
 # the trigger unlearning's schedule (blocks of `finetune` epochs until found words flip at most the residual) and
 # how many found triggers each unlearning copy holds
@@ -160,11 +163,12 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--defense",
-        choices=("default", "recipe"),
+        choices=("default", "recipe", "any_attack"),
         default="default",
         help="'default': the project's default text defense for every key (with --search/--finetune/--reference "
         "if given); 'recipe': each key's recipes/<dataset>/<attack>.yaml defend settings (reference model, trigger "
-        "search, fine-tuning), as a user running that recipe gets",
+        "search, fine-tuning), as a user running that recipe gets; 'any_attack': recipes/defend_any_text_attack.yaml "
+        "for every key, the setting for a defender who does not know the attack",
     )
     p.add_argument("--output", default=os.path.join(HERE, "results", "text_attacks.json"))
     p.add_argument(
@@ -183,9 +187,10 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
-    if args.defense == "recipe" and (args.search or args.finetune or args.unlearning or args.reference != "none"):
+    if args.defense != "default" and (args.search or args.finetune or args.unlearning or args.reference != "none"):
         p.error(
-            "--defense recipe takes each recipe's settings: drop --search, --finetune, --unlearning and --reference"
+            f"--defense {args.defense} takes its recipe's settings: drop --search, --finetune, --unlearning and "
+            "--reference"
         )
     unknown = sorted(set(args.unlearning) - set(UNLEARNING_KEYS))
     if unknown:
@@ -342,6 +347,8 @@ class Run:
 
         if args.defense == "recipe":
             setting = recipe_defense(name, attack_name)
+        elif args.defense == "any_attack":
+            setting = defend_settings(ANY_ATTACK_RECIPE)
         else:
             setting = {"recipe": None, "reference": args.reference == "base", "search": args.search}
             setting.update(finetune=args.finetune, unlearning=args.unlearning)
@@ -441,17 +448,22 @@ def search_round(round_: dict) -> dict:
 
 
 def recipe_defense(name: str, attack_name: str, folder: str = RECIPES) -> dict:
-    """What ``recipes/<name>/<attack_name>.yaml`` changes in the defense, per attack: whether it contrasts with a
-    reference model (the recipes name the Hub's MiniLM; the benchmark uses the same model's pip copy), the trigger
-    search, the fine-tuning settings and the unlearning schedule. Its other defend keys are the benchmark's fixed
-    settings already."""
+    """The defend settings of ``recipes/<name>/<attack_name>.yaml`` (`defend_settings`)."""
     path = os.path.join(folder, name, f"{attack_name}.yaml")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--defense recipe needs {path}")
+    return defend_settings(path)
+
+
+def defend_settings(path: str) -> dict:
+    """What a recipe YAML's ``defend:`` section changes in the defense: whether it contrasts with a reference model
+    (the recipes name the Hub's MiniLM; the benchmark uses the same model's pip copy), the trigger search, the
+    fine-tuning settings and the unlearning schedule. Its other defend keys are the benchmark's fixed settings
+    already."""
     with open(path) as f:
         defend = (yaml.safe_load(f) or {}).get("defend", {})
     return {
-        "recipe": os.path.relpath(path, os.path.join(folder, "..")),
+        "recipe": os.path.relpath(path, os.path.join(RECIPES, "..")),
         "reference": bool(defend.get("reference_model")),
         "search": dict(defend.get("search") or {}),
         "finetune": dict(defend.get("finetune") or {}),

@@ -348,6 +348,28 @@ def test_recipe_chain_writes_a_loadable_purified_model_with_report(chain):
     assert suspect_eval["asr"] == pytest.approx(report["metrics"]["suspect"]["asr"])
 
 
+def test_any_attack_recipe_runs_every_kind_of_search(chain):
+    """recipes/defend_any_text_attack.yaml on the chain's suspect: words, phrases, templates and combinations are
+    all searched in the first round, contrasted with the suspect's base (the YAML's search as it is; the tiny model's
+    exposure and fine-tuning settings on the command line)."""
+    root, _ = chain
+    out = root / "purified_any"
+    tiny = ["--max_length", "32", "--unlearn", '{"learning_rate": 1e-3, "num_train_epochs": 30, "disable_tqdm": true}']
+    tiny += ["--finetune", '{"learning_rate": 1e-3, "disable_tqdm": true}']
+    tiny += ["--reference_finetune", '{"learning_rate": 1e-3, "num_train_epochs": 10, "disable_tqdm": true}']
+    tiny += ["--search_rounds", "1", "--trigger_unlearn_blocks", "1"]  # one of each is enough to see every kind
+    _recipe("defend")(
+        ["--config", str(ROOT / "recipes" / "defend_any_text_attack.yaml"), "--suspect", str(root / "suspect")]
+        + ["--dataset", str(root / "data"), "--reference_model", str(root / "base"), "--output_dir", str(out)]
+        + ["--target", "1"] + tiny
+    )
+    report = json.loads((out / "report.json").read_text())
+    first = report["trigger_unlearning"]["rounds"][0]
+    assert {"words", "phrases", "templates", "combinations"} <= set(first["stages"])
+    assert report["config"]["reference_model"] == str(root / "base")
+    assert report["metrics"]["purified"]["asr"] < report["metrics"]["suspect"]["asr"]
+
+
 def test_existing_output_is_not_overwritten_silently(chain):
     _, argv = chain
     with pytest.raises(FileExistsError, match="exists"):

@@ -177,11 +177,24 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
         bench.recipe_defense("imdb", "syntactic")
     with pytest.raises(SystemExit):
         bench.parse_args(["--defense", "recipe", "--reference", "base"])
-    assert "--defense recipe takes each recipe's settings" in capsys.readouterr().err
+    assert "--defense recipe takes its recipe's settings" in capsys.readouterr().err
     assert bench.parse_args(["--defense", "recipe"]).defense == "recipe"
     with pytest.raises(SystemExit):
         bench.parse_args(["--defense", "recipe", "--unlearning", '{"trigger_unlearn_blocks": 2}'])
-    assert "--defense recipe takes each recipe's settings" in capsys.readouterr().err
+    assert "--defense recipe takes its recipe's settings" in capsys.readouterr().err
+
+
+def test_any_attack_defense_reads_one_recipe_for_every_key(bench, capsys):
+    union = bench.defend_settings(bench.ANY_ATTACK_RECIPE)
+    assert union["recipe"] == "recipes/defend_any_text_attack.yaml" and union["reference"]
+    search = union["search"]
+    assert search["max_phrase"] == 3 and search["phrase_companions"] and search["templates"] == "clause"
+    assert search["max_combination"] == 3 and search["combine_always"] and search["ranking"] == "drift"
+    assert union["finetune"] == {"learning_rate": 5e-5, "num_train_epochs": 8}
+    assert bench.parse_args(["--defense", "any_attack"]).defense == "any_attack"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--defense", "any_attack", "--search", '{"max_phrase": 2}'])
+    assert "--defense any_attack takes its recipe's settings" in capsys.readouterr().err
 
 
 def test_recipe_defense_reads_the_unlearning_schedule(bench, tmp_path):

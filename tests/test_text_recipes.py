@@ -59,6 +59,22 @@ def test_recipe_parses_for_every_stage(path, monkeypatch):
     create_attack(poison.attack, **poison.attack_kwargs)
 
 
+def test_any_attack_recipe_defends_with_every_kind_of_search(monkeypatch):
+    """The defense-only recipe for an unknown attack: the suspect, data and base come from the command line."""
+    monkeypatch.chdir(ROOT)
+    defend_mod = _recipe("defend")
+    argv = ["--config", "recipes/defend_any_text_attack.yaml", "--suspect", "me/suspect", "--dataset", "sst2"]
+    argv += ["--output_dir", "runs/mine", "--reference_model", "me/base"]
+    defend, defense = parse_recipe_args((defend_mod.__globals__["DefendArguments"], DefenseConfig), "defend", argv)
+    assert (defend.suspect, defense.reference_model) == ("me/suspect", "me/base")
+    search = defense.search_config()
+    assert search.ranking == "drift" and search.max_phrase == 3 and search.phrase_companions
+    assert search.max_combination == 3 and search.combine_always and len(search.templates) > 0
+    assert defense.finetune["num_train_epochs"] == 8
+    with pytest.raises(SystemExit):  # no default suspect: a defense-only recipe names none
+        parse_recipe_args((defend_mod.__globals__["DefendArguments"], DefenseConfig), "defend", argv[:2])
+
+
 @pytest.fixture(scope="module")
 def poisoned_dir(tmp_path_factory, sentiment_dir):
     root = tmp_path_factory.mktemp("text_recipes")
