@@ -361,7 +361,8 @@ def test_any_attack_recipe_runs_every_kind_of_search(chain):
     _recipe("defend")(
         ["--config", str(ROOT / "recipes" / "defend_any_text_attack.yaml"), "--suspect", str(root / "suspect")]
         + ["--dataset", str(root / "data"), "--reference_model", str(root / "base"), "--output_dir", str(out)]
-        + ["--target", "1"] + tiny
+        + ["--target", "1"]
+        + tiny
     )
     report = json.loads((out / "report.json").read_text())
     first = report["trigger_unlearning"]["rounds"][0]
