@@ -23,7 +23,8 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
 search, harder unlearning and its schedule for the attacks whose recipes set them), which needs the attack known;
 the default (word triggers only) and ``--defense any_attack`` (``recipes/defend_any_text_attack.yaml``: every kind
-of search at once, hours per key) defend every key alike, as a user who does not know the attack would.
+of search at once, 75-110 minutes per key on one thread) defend every key alike, as a user who does not know the
+attack would.
 
 The whole run takes hours on 2 CPU cores (19 MiniLM models, each trained and defended), more than one sitting:
 every finished key is checkpointed to ``<output>.partial``, and ``--resume`` runs only the keys missing there (or,
