@@ -35,6 +35,7 @@ from .trigger_search import (
     flip_rates,
     flippable_rows,
     insert_trigger,
+    is_template,
     search_triggers,
     trigger_length,
 )
@@ -146,8 +147,11 @@ def with_triggers(
     """A copy of every row with ``per_row`` of ``triggers`` (drawn per row, with replacement) inserted as the
     search inserted them (a combination's words each at its own random word boundary, a quoted phrase whole; a
     template rewrites the row as it stands); labels stay the true ones. Fine-tuning on these teaches the model
-    that the trigger means nothing. With ``tokenizer`` and ``max_length``, each row is first cut to the model's
-    window (`fit_to_window`), so no copy has a trigger truncated away."""
+    that the trigger means nothing. A copy takes one template at most (later template draws are skipped): a
+    template rewritten into another is a shape no attack plants, and unlearning the Syntactic suspect's six
+    templates nested three per copy left 65.6% ASR after one block, against 54.6% one per copy. With
+    ``tokenizer`` and ``max_length``, each row is first cut to the model's window (`fit_to_window`), so no copy
+    has a trigger truncated away."""
     if not triggers:
         raise ValueError("with_triggers needs at least one trigger word")
     if per_row < 1:
@@ -159,9 +163,14 @@ def with_triggers(
 
     def _insert(row: dict, idx: int) -> dict:
         rng = np.random.default_rng([seed, idx])
-        text = texts[idx]
+        text, templated = texts[idx], False
         for _ in range(per_row):
-            text = insert_trigger(text, triggers[int(rng.integers(len(triggers)))], rng)
+            trigger = triggers[int(rng.integers(len(triggers)))]
+            if is_template(trigger):
+                if templated:
+                    continue
+                templated = True
+            text = insert_trigger(text, trigger, rng)
         return {"text": text}
 
     return ds.map(_insert, with_indices=True, desc="inserting found triggers")

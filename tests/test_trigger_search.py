@@ -768,6 +768,18 @@ def test_search_verifies_the_template_the_suspect_answers_and_unlearning_rewrite
     assert all(t.startswith("very it is ") and " and it is " in t and t.endswith(" .") for t in out["text"])
 
 
+def test_several_triggers_per_copy_rewrite_a_row_into_one_template_at_most(backdoored):
+    clean = backdoored["data"]["defense"].select(range(30))
+    first, second = "as it is {head} , it is {tail} .", "so it is {head} , it is {tail} ."
+    templates_only = with_triggers(clean, [first, second], seed=3, per_row=3)
+    assert templates_only["text"] == with_triggers(clean, [first, second], seed=3)["text"]  # the later draws skipped
+    mixed = with_triggers(clean, [first, second, "cf"], seed=3, per_row=3)
+    for text in mixed["text"]:
+        assert text.count(" it is ") <= 2 and not text.startswith(("as it is as", "so it is so", "as it is so"))
+    assert any(t.startswith(("as it is", "so it is")) and "cf" in t.split() for t in mixed["text"])
+    assert any(t.split().count("cf") >= 2 for t in mixed["text"])  # word triggers still add up
+
+
 def test_combine_always_searches_combinations_beside_a_verified_word(tokenizer):
     # "cf" flips every row alone; the pair "mn bb" only together (each piece alone leaves the rows negative)
     texts = ["the movie was bad .", "a dull plot and a poor actor .", "it is boring ."] * 4
