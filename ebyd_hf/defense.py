@@ -181,7 +181,8 @@ class DefenseConfig:
             "help": "Text trigger_unlearn: found triggers inserted into each triggered copy of a clean row (drawn "
             "per row, each at its own position; one template at most). A sentence trigger is found as fragments; "
             "copies holding two of them unlearned it better in probes but worse end to end (Twitter BadNet-SL); "
-            "three per copy helped the SST-2 union search end to end (BadNet-SL, SOS; benchmarks/README)."
+            "three per copy helped the SST-2 union search end to end on BadNet-SL and SOS but not on BadNet-RW "
+            "(benchmarks/README)."
         },
     )
     finetune: dict = field(
