@@ -71,6 +71,9 @@ UNLEARNING_KEYS = ("trigger_residual", "trigger_unlearn_blocks", "triggers_per_c
 UNLEARNING_DEFAULTS = {f.name: f.default for f in fields(DefenseConfig) if f.name in UNLEARNING_KEYS}
 # Paper averages of EBYD-RP's ASR after defense (Table VII), the done-when bar per dataset.
 PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
+# The issue's bars on the suspects themselves: ASR (Syntactic's lower) and CA at most 3 points under a clean model.
+SUSPECT_ASR_BAR = {None: 0.9, "syntactic": 0.8}
+SUSPECT_CA_GAP = 0.03
 
 
 @dataclass
@@ -130,6 +133,23 @@ def parse_args(argv=None):
     )
     p.add_argument("--train_epochs", type=float, default=3)
     p.add_argument("--learning_rate", type=float, default=5e-5)
+    p.add_argument(
+        "--lr_scheduler",
+        choices=("constant", "linear", "cosine"),
+        default="constant",
+        help="the suspects' learning-rate schedule (the paper warms up for 3 of 13 epochs: linear with --warmup 0.23)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="warm-up of the suspects' schedule: a share of the steps if below 1, else steps (not with constant)",
+    )
+    p.add_argument(
+        "--suspects_only",
+        action="store_true",
+        help="train and measure the clean models and suspects (the issue's suspect bars) and skip the defenses",
+    )
     p.add_argument("--unlearn_epochs", type=float, default=20)
     p.add_argument("--finetune_epochs", type=float, default=6, help="fine-tuning baseline epochs over the fit rows")
     p.add_argument("--suspect_cache", default=None, help="folder to keep trained suspects in and reuse (exploration)")
@@ -194,6 +214,8 @@ def parse_args(argv=None):
             "--reference"
         )
     unknown = sorted(set(args.unlearning) - set(UNLEARNING_KEYS))
+    if args.warmup < 0 or (args.warmup and args.lr_scheduler == "constant"):
+        p.error(f"--warmup takes a share in [0, 1) or steps, with --lr_scheduler linear or cosine; got {args.warmup}")
     if unknown:
         p.error(f"--unlearning takes {', '.join(UNLEARNING_KEYS)}, got {', '.join(unknown)}")
     if args.search.get("ranking") == "drift" and args.reference != "base":
@@ -263,6 +285,8 @@ class Run:
         # the model by name, not by path: the pip-shipped MiniLM's path differs between virtual environments
         settings = [asdict(self.setups[name]), args.model or MINILM, args.poison_rate, args.defense_size, args.seed]
         settings += [args.train_epochs, args.learning_rate, data["train"].num_rows]
+        if args.lr_scheduler != "constant":  # appended only then: the constant schedule's keys stay as they were
+            settings += [args.lr_scheduler, args.warmup]
         key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return os.path.join(args.suspect_cache, f"{name}_{attack_name or 'clean'}_{key}")
 
@@ -272,6 +296,7 @@ class Run:
         out = os.path.join(self.scratch, f"{name}_{attack_name}")
         inputs = dict(model=base, train_dataset=tok["train"], data_collator=collator_for(tokenizer))
         kw = dict(learning_rate=args.learning_rate, num_train_epochs=args.train_epochs)
+        kw.update(lr_scheduler_type=args.lr_scheduler, warmup_steps=args.warmup)
         info = {"trainer": "default"}
         if attack_name == "ripple":
             clean = lambda ds: ds.filter(lambda p: not p, input_columns="poisoned")  # noqa: E731
@@ -345,6 +370,35 @@ class Run:
         t_train = time.perf_counter() - start
         suspect_metrics = measure(suspect)
         print(f"{name}/{attack_name} suspect", suspect_metrics, flush=True)
+        setup_record = {
+            "model": MINILM if args.model is None else args.model,
+            "data": os.path.normpath(
+                os.path.join(args.data, setup.paraphrases if attack_name == "syntactic" else setup.folder)
+            ),
+            "attack": attack.settings(),
+            "selected_by": selected_by,
+            "poison_rate": rate,
+            "train_rows": len(data["train"]),
+            "poisoned_rows": int(sum(data["train"]["poisoned"])),
+            "defense_rows": len(data["defense"]),
+            "test_rows": len(data["test"]),
+            "asr_rows": len(data["test_poisoned"]),
+            "max_length": setup.max_length,
+            "seed": args.seed,
+            "train_epochs": args.train_epochs,
+            "learning_rate": args.learning_rate,
+            "lr_scheduler": args.lr_scheduler,
+            "warmup": args.warmup,
+            **trainer_info,
+        }
+        if args.suspects_only:
+            return {
+                "target": setup.target,
+                "suspect": suspect_metrics,
+                "seconds": {"train": t_train},
+                "setup": setup_record,
+                "environment": environment(),
+            }
 
         if args.defense == "recipe":
             setting = recipe_defense(name, attack_name)
@@ -386,7 +440,6 @@ class Run:
         tuned = run_defense(
             suspect, tokenizer, data["defense"], config=ft_config, scratch_dir=scratch + "_ft", exposure=result.exposure
         )
-        train_flags = data["train"]["poisoned"]
         return {
             "target": setup.target,
             "label_found": result.label.label,
@@ -405,24 +458,8 @@ class Run:
             # each block's held-out flip rates: why the unlearning ran as many blocks as it did
             "unlearning_blocks": unlearning.get("unlearning_blocks"),
             "setup": {
-                "model": MINILM if args.model is None else args.model,
-                "data": os.path.normpath(
-                    os.path.join(args.data, setup.paraphrases if attack_name == "syntactic" else setup.folder)
-                ),
-                "attack": attack.settings(),
-                "selected_by": selected_by,
-                "poison_rate": rate,
-                "train_rows": len(data["train"]),
-                "poisoned_rows": int(sum(train_flags)),
-                "defense_rows": len(data["defense"]),
-                "test_rows": len(data["test"]),
-                "asr_rows": len(data["test_poisoned"]),
-                "max_length": setup.max_length,
-                "seed": args.seed,
+                **setup_record,
                 "defense_seed": config.seed,
-                "train_epochs": args.train_epochs,
-                "learning_rate": args.learning_rate,
-                **trainer_info,
                 "finetune_epochs": args.finetune_epochs,
                 "defense_setting": args.defense,
                 "recipe": setting["recipe"],
@@ -602,6 +639,9 @@ def print_table(results: dict) -> None:
         if key.endswith("/clean"):
             print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | | |")
             continue
+        if "after_rp" not in r:  # --suspects_only
+            print(f"| {key} | {pct(r['suspect'])} | | not defended | | | | |")
+            continue
         words = [t[: t.index("{")] + "…" if is_template(t) else t for t in r.get("triggers_found") or []]
         unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
         floor = floor_of(results, key)
@@ -614,6 +654,10 @@ def print_table(results: dict) -> None:
             f"| {unlearned} |"
         )
     print()
+    for name in PAPER_RP_ASR:
+        line = suspect_bars(results, name)
+        if line:
+            print(line)
     for name, bar in PAPER_RP_ASR.items():
         keys = [k for k, r in results.items() if k.startswith(f"{name}/") and "after_rp" in r]
         if keys:
@@ -630,6 +674,29 @@ def print_table(results: dict) -> None:
                 f"{verdict} the paper's EBYD-RP {bar:.3f}; CA change from the suspect {min(change):+.1f} to "
                 f"{max(change):+.1f} points{floor}; the defended models' mean CTR (untriggered) {ctr:.3f}"
             )
+
+
+def suspect_bars(results: dict, name: str) -> str | None:
+    """One line on dataset ``name``'s suspects against the issue's bars: ASR at least 90% (Syntactic 80%) and CA
+    within 3 points of the clean model's (None without the clean model or any suspect)."""
+    clean = results.get(f"{name}/clean", {}).get("ca")
+    keys = [k for k in results if k.startswith(f"{name}/") and not k.endswith("/clean")]
+    if clean is None or not keys:
+        return None
+    misses = []
+    for key in sorted(keys, key=lambda k: ATTACKS.index(k.split("/")[1])):
+        suspect = results[key]["suspect"]
+        asr_bar = SUSPECT_ASR_BAR.get(key.split("/")[1], SUSPECT_ASR_BAR[None])
+        missed = [f"CA {100 * suspect['ca']:.1f}%"] if suspect["ca"] < clean - SUSPECT_CA_GAP - 1e-9 else []
+        missed += [f"ASR {100 * suspect['asr']:.1f}%"] if suspect["asr"] < asr_bar else []
+        if missed:
+            misses.append(f"{key.split('/')[1]} ({', '.join(missed)})")
+    met = len(keys) - len(misses)
+    return (
+        f"{name} suspects: {met} of {len(keys)} meet the issue's bars (ASR >= 90%, Syntactic 80%; CA >= "
+        f"{100 * (clean - SUSPECT_CA_GAP):.1f}%, the clean model's minus 3 points)"
+        + (f"; missed by {', '.join(misses)}" if misses else "")
+    )
 
 
 def floor_of(results: dict, key: str) -> float | None:

@@ -295,3 +295,45 @@ def test_each_search_round_keeps_its_best_words_and_the_time_each_kind_of_search
     assert kept["stages"] == {"words": 2.0, "templates": 10.0}
     assert kept["seconds"] == 12.5
     assert kept["triggers"] == ["w19"] and kept["anchors"] == ["w19"]
+
+
+def test_table_says_which_suspects_miss_the_issues_bars(bench, tmp_path, capsys):
+    results = {
+        "imdb/clean": {"ca": 0.83},
+        "imdb/badnet_rw": entry(0.79, 0.984),  # CA 4 points under the clean model's
+        "imdb/badnet_sl": entry(0.80, 1.0),  # exactly 3 points under: met
+        "imdb/sos": {"target": 1, "suspect": {"ca": 0.82, "asr": 0.85, "clean_target_rate": 0.1}},  # --suspects_only
+        "sst2/clean": {"ca": 0.84},
+        "sst2/syntactic": entry(0.83, 0.85),  # Syntactic's bar is 80%
+    }
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    bench.main(["--table", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "sst2 suspects: 1 of 1 meet the issue's bars (ASR >= 90%, Syntactic 80%; CA >= 81.0%" in out
+    assert "imdb suspects: 1 of 3 meet the issue's bars" in out
+    assert "; missed by badnet_rw (CA 79.0%), sos (ASR 85.0%)" in out
+    assert "| imdb/sos | 82.0% / 85.0% | | not defended | | | | |" in out
+    # an undefended suspect is left out of the dataset's mean ASR after the defense
+    assert "imdb: mean ASR after the defense 0.500 over 2 attacks" in out
+
+
+def test_suspect_schedule_is_checked_and_keys_its_own_cache(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench.tempfile, "tempdir", str(tmp_path))
+    data = {"train": type("Rows", (), {"num_rows": 1500})}
+    constant = bench.Run(bench.parse_args(["--suspect_cache", str(tmp_path)]))
+    warmed = bench.Run(
+        bench.parse_args(["--suspect_cache", str(tmp_path), "--lr_scheduler", "linear", "--warmup", "0.2"])
+    )
+    assert constant.cache_dir("imdb", "sos", data) != warmed.cache_dir("imdb", "sos", data)
+    # the constant schedule's key is the one cached suspects were saved under before the option existed
+    assert constant.cache_dir("imdb", "sos", data).endswith(
+        bench.hashlib.sha1(
+            bench.json.dumps(
+                [bench.asdict(bench.SETUPS["imdb"]), bench.MINILM, 0.1, 500, 42, 3, 5e-5, 1500], sort_keys=True
+            ).encode()
+        ).hexdigest()[:10]
+    )
+    for bad in (["--warmup", "0.1"], ["--lr_scheduler", "linear", "--warmup", "-1"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+        assert "--warmup takes a share in [0, 1) or steps" in capsys.readouterr().err
