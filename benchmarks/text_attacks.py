@@ -19,6 +19,7 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --table a.json b.json    # several results merged, later keys winning
     python benchmarks/text_attacks.py --datasets sst2 --train_size sst2=8000 --defense recipe   # more rows
     python benchmarks/text_attacks.py --only twitter/badnet_sl --defense recipe --defense_seed 44  # another draw
+    python benchmarks/text_attacks.py --suspects_only --train_epochs 5 --lr_scheduler linear --warmup 0.2  # bars only
 
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
 search, harder unlearning and its schedule for the attacks whose recipes set them), which needs the attack known;
