@@ -214,9 +214,9 @@ def parse_args(argv=None):
             f"--defense {args.defense} takes its recipe's settings: drop --search, --finetune, --unlearning and "
             "--reference"
         )
-    unknown = sorted(set(args.unlearning) - set(UNLEARNING_KEYS))
     if args.warmup < 0 or (args.warmup and args.lr_scheduler == "constant"):
         p.error(f"--warmup takes a share in [0, 1) or steps, with --lr_scheduler linear or cosine; got {args.warmup}")
+    unknown = sorted(set(args.unlearning) - set(UNLEARNING_KEYS))
     if unknown:
         p.error(f"--unlearning takes {', '.join(UNLEARNING_KEYS)}, got {', '.join(unknown)}")
     if args.search.get("ranking") == "drift" and args.reference != "base":
