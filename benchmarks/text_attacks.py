@@ -354,24 +354,10 @@ class Run:
             "seconds": time.perf_counter() - start,
         }
 
-    def attack(self, name: str, attack_name: str, selected_by: str) -> dict:
+    def setup_record(self, name: str, attack_name: str, data, attack, rate: float, selected_by: str) -> dict:
+        """What made a key's suspect (data, poison, training), as its results entry records it."""
         setup, args = self.setups[name], self.args
-        data, attack, rate = self.data(name, attack_name)
-        model, tokenizer = self.base_model(label_names(data))
-        collator = collator_for(tokenizer)
-        tok = {k: prepare(v, tokenizer, max_length=setup.max_length) for k, v in data.items()}
-
-        def measure(m):
-            return backdoor_metrics(
-                m, tok["test"], collator=collator, asr_set=tok["test_poisoned"], target=setup.target
-            )
-
-        start = time.perf_counter()
-        suspect, trainer_info = self.train(data, tok, name, attack_name, tokenizer, model)
-        t_train = time.perf_counter() - start
-        suspect_metrics = measure(suspect)
-        print(f"{name}/{attack_name} suspect", suspect_metrics, flush=True)
-        setup_record = {
+        return {
             "model": MINILM if args.model is None else args.model,
             "data": os.path.normpath(
                 os.path.join(args.data, setup.paraphrases if attack_name == "syntactic" else setup.folder)
@@ -390,8 +376,26 @@ class Run:
             "learning_rate": args.learning_rate,
             "lr_scheduler": args.lr_scheduler,
             "warmup": args.warmup,
-            **trainer_info,
         }
+
+    def attack(self, name: str, attack_name: str, selected_by: str) -> dict:
+        setup, args = self.setups[name], self.args
+        data, attack, rate = self.data(name, attack_name)
+        model, tokenizer = self.base_model(label_names(data))
+        collator = collator_for(tokenizer)
+        tok = {k: prepare(v, tokenizer, max_length=setup.max_length) for k, v in data.items()}
+
+        def measure(m):
+            return backdoor_metrics(
+                m, tok["test"], collator=collator, asr_set=tok["test_poisoned"], target=setup.target
+            )
+
+        start = time.perf_counter()
+        suspect, trainer_info = self.train(data, tok, name, attack_name, tokenizer, model)
+        t_train = time.perf_counter() - start
+        suspect_metrics = measure(suspect)
+        print(f"{name}/{attack_name} suspect", suspect_metrics, flush=True)
+        setup_record = {**self.setup_record(name, attack_name, data, attack, rate, selected_by), **trainer_info}
         if args.suspects_only:
             return {
                 "target": setup.target,
@@ -681,20 +685,20 @@ def suspect_bars(results: dict, name: str) -> str | None:
     """One line on dataset ``name``'s suspects against the issue's bars: ASR at least 90% (Syntactic 80%) and CA
     within 3 points of the clean model's (None without the clean model or any suspect)."""
     clean = results.get(f"{name}/clean", {}).get("ca")
-    keys = [k for k in results if k.startswith(f"{name}/") and not k.endswith("/clean")]
-    if clean is None or not keys:
+    attacks = [a for a in ATTACKS if f"{name}/{a}" in results]
+    if clean is None or not attacks:
         return None
     misses = []
-    for key in sorted(keys, key=lambda k: ATTACKS.index(k.split("/")[1])):
-        suspect = results[key]["suspect"]
-        asr_bar = SUSPECT_ASR_BAR.get(key.split("/")[1], SUSPECT_ASR_BAR[None])
+    for attack in attacks:
+        suspect = results[f"{name}/{attack}"]["suspect"]
         missed = [f"CA {100 * suspect['ca']:.1f}%"] if suspect["ca"] < clean - SUSPECT_CA_GAP - 1e-9 else []
-        missed += [f"ASR {100 * suspect['asr']:.1f}%"] if suspect["asr"] < asr_bar else []
+        if suspect["asr"] < SUSPECT_ASR_BAR.get(attack, SUSPECT_ASR_BAR[None]):
+            missed.append(f"ASR {100 * suspect['asr']:.1f}%")
         if missed:
-            misses.append(f"{key.split('/')[1]} ({', '.join(missed)})")
-    met = len(keys) - len(misses)
+            misses.append(f"{attack} ({', '.join(missed)})")
+    met = len(attacks) - len(misses)
     return (
-        f"{name} suspects: {met} of {len(keys)} meet the issue's bars (ASR >= 90%, Syntactic 80%; CA >= "
+        f"{name} suspects: {met} of {len(attacks)} meet the issue's bars (ASR >= 90%, Syntactic 80%; CA >= "
         f"{100 * (clean - SUSPECT_CA_GAP):.1f}%, the clean model's minus 3 points)"
         + (f"; missed by {', '.join(misses)}" if misses else "")
     )
