@@ -20,6 +20,7 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --datasets sst2 --train_size sst2=8000 --defense recipe   # more rows
     python benchmarks/text_attacks.py --only twitter/badnet_sl --defense recipe --defense_seed 44  # another draw
     python benchmarks/text_attacks.py --suspects_only --train_epochs 5 --lr_scheduler linear --warmup 0.2  # bars only
+    python benchmarks/text_attacks.py --datasets agnews --key_epochs agnews/badnet_rw=5 agnews/badnet_sl=5  # per key
 
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
 search, harder unlearning and its schedule for the attacks whose recipes set them), which needs the attack known;
@@ -133,6 +134,14 @@ def parse_args(argv=None):
         "split with fewer rows is used whole)",
     )
     p.add_argument("--train_epochs", type=float, default=3)
+    p.add_argument(
+        "--key_epochs",
+        nargs="+",
+        default=[],
+        metavar="KEY=EPOCHS",
+        help="training epochs for one key instead of --train_epochs, e.g. agnews/badnet_rw=5 (the paper trains its "
+        "attacks for different epochs; new --suspect_cache keys, the same as --train_epochs 5 would give)",
+    )
     p.add_argument("--learning_rate", type=float, default=5e-5)
     p.add_argument(
         "--lr_scheduler",
@@ -209,6 +218,7 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
+    args.key_epochs = dict(parse_key_epochs(p, item) for item in args.key_epochs)
     if args.defense != "default" and (args.search or args.finetune or args.unlearning or args.reference != "none"):
         p.error(
             f"--defense {args.defense} takes its recipe's settings: drop --search, --finetune, --unlearning and "
@@ -229,6 +239,21 @@ def parse_train_size(p: argparse.ArgumentParser, item: str) -> tuple[str, int]:
     if name not in SETUPS or not rows.isdigit() or int(rows) <= 0:
         p.error(f"--train_size takes DATASET=ROWS with DATASET one of {list(SETUPS)} and ROWS > 0, got {item!r}")
     return name, int(rows)
+
+
+def parse_key_epochs(p: argparse.ArgumentParser, item: str) -> tuple[str, float]:
+    key, _, epochs = item.partition("=")
+    name, _, attack = key.partition("/")
+    try:
+        value = float(epochs)
+    except ValueError:
+        value = 0.0
+    if name not in SETUPS or attack not in ("clean", *ATTACKS) or not value > 0:
+        p.error(
+            f"--key_epochs takes DATASET/ATTACK=EPOCHS with DATASET one of {list(SETUPS)}, ATTACK 'clean' or one of "
+            f"{list(ATTACKS)} and EPOCHS > 0, got {item!r}"
+        )
+    return key, value
 
 
 class Run:
@@ -285,18 +310,23 @@ class Run:
         args = self.args
         # the model by name, not by path: the pip-shipped MiniLM's path differs between virtual environments
         settings = [asdict(self.setups[name]), args.model or MINILM, args.poison_rate, args.defense_size, args.seed]
-        settings += [args.train_epochs, args.learning_rate, data["train"].num_rows]
+        settings += [self.epochs(name, attack_name), args.learning_rate, data["train"].num_rows]
         if args.lr_scheduler != "constant":  # appended only then: the constant schedule's keys stay as they were
             settings += [args.lr_scheduler, args.warmup]
         key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return os.path.join(args.suspect_cache, f"{name}_{attack_name or 'clean'}_{key}")
+
+    def epochs(self, name: str, attack_name: str | None) -> float:
+        """A key's training epochs: its --key_epochs entry, else --train_epochs."""
+        epochs = self.args.key_epochs.get(f"{name}/{attack_name or 'clean'}", self.args.train_epochs)
+        return self.args.train_epochs if epochs == self.args.train_epochs else epochs  # 3 and 3.0: one cache key
 
     def _train(self, data, tok, name: str, attack_name: str | None, tokenizer, base):
         """Cross-entropy, or the attack's own trainer for RIPPLe / LWP."""
         args = self.args
         out = os.path.join(self.scratch, f"{name}_{attack_name}")
         inputs = dict(model=base, train_dataset=tok["train"], data_collator=collator_for(tokenizer))
-        kw = dict(learning_rate=args.learning_rate, num_train_epochs=args.train_epochs)
+        kw = dict(learning_rate=args.learning_rate, num_train_epochs=self.epochs(name, attack_name))
         kw.update(lr_scheduler_type=args.lr_scheduler, warmup_steps=args.warmup)
         info = {"trainer": "default"}
         if attack_name == "ripple":
@@ -372,7 +402,7 @@ class Run:
             "asr_rows": len(data["test_poisoned"]),
             "max_length": setup.max_length,
             "seed": args.seed,
-            "train_epochs": args.train_epochs,
+            "train_epochs": self.epochs(name, attack_name),
             "learning_rate": args.learning_rate,
             "lr_scheduler": args.lr_scheduler,
             "warmup": args.warmup,

@@ -337,3 +337,22 @@ def test_suspect_schedule_is_checked_and_keys_its_own_cache(bench, tmp_path, cap
         with pytest.raises(SystemExit):
             bench.parse_args(bad)
         assert "--warmup takes a share in [0, 1) or steps" in capsys.readouterr().err
+
+
+def test_key_epochs_trains_one_key_longer_under_the_key_a_whole_run_at_those_epochs_gives(
+    bench, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(bench.tempfile, "tempdir", str(tmp_path))
+    data = {"train": type("Rows", (), {"num_rows": 2000})}
+    cache = ["--suspect_cache", str(tmp_path)]
+    mixed = bench.Run(bench.parse_args([*cache, "--key_epochs", "agnews/badnet_rw=5", "agnews/clean=3"]))
+    three, five = bench.Run(bench.parse_args(cache)), bench.Run(bench.parse_args([*cache, "--train_epochs", "5"]))
+    assert mixed.epochs("agnews", "badnet_rw") == 5 and mixed.epochs("agnews", "sos") == 3
+    assert mixed.cache_dir("agnews", "badnet_rw", data) == five.cache_dir("agnews", "badnet_rw", data)
+    for attack in ("sos", None):  # naming the default epochs keeps the default's key
+        assert mixed.cache_dir("agnews", attack, data) == three.cache_dir("agnews", attack, data)
+    assert mixed.cache_dir("twitter", "badnet_rw", data) == three.cache_dir("twitter", "badnet_rw", data)
+    for bad in ("agnews/badnet_rw", "agnews=5", "agnews/wanet=5", "mnli/sos=5", "agnews/sos=0", "agnews/sos=x"):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--key_epochs", bad])
+        assert "--key_epochs takes DATASET/ATTACK=EPOCHS" in capsys.readouterr().err
