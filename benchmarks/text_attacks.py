@@ -76,6 +76,7 @@ PAPER_RP_ASR = {"sst2": 0.241, "imdb": 0.219, "twitter": 0.170, "agnews": 0.187}
 # The issue's bars on the suspects themselves: ASR (Syntactic's lower) and CA at most 3 points under a clean model.
 SUSPECT_ASR_BAR = {None: 0.9, "syntactic": 0.8}
 SUSPECT_CA_GAP = 0.03
+TRAIN_EPOCHS = 3  # the suspects' default training; the table names any other a key's suspect was trained with
 
 
 @dataclass
@@ -133,7 +134,7 @@ def parse_args(argv=None):
         help="training rows for a dataset instead of its Setup's, e.g. sst2=8000 (new --suspect_cache keys; a "
         "split with fewer rows is used whole)",
     )
-    p.add_argument("--train_epochs", type=float, default=3)
+    p.add_argument("--train_epochs", type=float, default=TRAIN_EPOCHS)
     p.add_argument(
         "--key_epochs",
         nargs="+",
@@ -675,7 +676,7 @@ def print_table(results: dict) -> None:
             print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | | |")
             continue
         if "after_rp" not in r:  # --suspects_only
-            print(f"| {key} | {pct(r['suspect'])} | | not defended | | | | |")
+            print(f"| {key} | {pct(r['suspect'])}{training(r)} | | not defended | | | | |")
             continue
         words = [t[: t.index("{")] + "…" if is_template(t) else t for t in r.get("triggers_found") or []]
         unlearned = ", ".join(words[:4]) + (f" (+{len(words) - 4} more)" if len(words) > 4 else "") or "none"
@@ -684,7 +685,7 @@ def print_table(results: dict) -> None:
         if r.get("triggers_found") and r.get("trigger_label", label) != label:  # the triggers named another label
             label = f"{label} → {r['trigger_label']}"
         print(
-            f"| {key} | {pct(r['suspect'])} | {label} ({r['target']}) | {pct(r['after_rp'])} "
+            f"| {key} | {pct(r['suspect'])}{training(r)} | {label} ({r['target']}) | {pct(r['after_rp'])} "
             f"| {'' if floor is None else f'{100 * floor:.1f}%'} | {defense_setting(r)} | {pct(r['after_ft'])} "
             f"| {unlearned} |"
         )
@@ -709,6 +710,15 @@ def print_table(results: dict) -> None:
                 f"{verdict} the paper's EBYD-RP {bar:.3f}; CA change from the suspect {min(change):+.1f} to "
                 f"{max(change):+.1f} points{floor}; the defended models' mean CTR (untriggered) {ctr:.3f}"
             )
+
+
+def training(entry: dict) -> str:
+    """How a key's suspect was trained, when not the default 3 constant-rate epochs: " (5 epochs, linear)"."""
+    setup = entry.get("setup", {})
+    parts = [f"{setup['train_epochs']:g} epochs"] if setup.get("train_epochs", TRAIN_EPOCHS) != TRAIN_EPOCHS else []
+    if setup.get("lr_scheduler", "constant") != "constant":
+        parts.append(setup["lr_scheduler"] + (f", warm-up {setup['warmup']:g}" if setup.get("warmup") else ""))
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def suspect_bars(results: dict, name: str) -> str | None:

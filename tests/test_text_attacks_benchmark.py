@@ -301,8 +301,12 @@ def test_table_says_which_suspects_miss_the_issues_bars(bench, tmp_path, capsys)
     results = {
         "imdb/clean": {"ca": 0.83},
         "imdb/badnet_rw": entry(0.79, 0.984),  # CA 4 points under the clean model's
-        "imdb/badnet_sl": entry(0.80, 1.0),  # exactly 3 points under: met
-        "imdb/sos": {"target": 1, "suspect": {"ca": 0.82, "asr": 0.85, "clean_target_rate": 0.1}},  # --suspects_only
+        "imdb/badnet_sl": {**entry(0.80, 1.0), "setup": {"train_epochs": 5.0}},  # exactly 3 points under: met
+        "imdb/sos": {  # --suspects_only
+            "target": 1,
+            "suspect": {"ca": 0.82, "asr": 0.85, "clean_target_rate": 0.1},
+            "setup": {"train_epochs": 3, "lr_scheduler": "linear", "warmup": 0.2},
+        },
         "sst2/clean": {"ca": 0.84},
         "sst2/syntactic": entry(0.83, 0.85),  # Syntactic's bar is 80%
     }
@@ -312,7 +316,10 @@ def test_table_says_which_suspects_miss_the_issues_bars(bench, tmp_path, capsys)
     assert "sst2 suspects: 1 of 1 meet the issue's bars (ASR >= 90%, Syntactic 80%; CA >= 81.0%" in out
     assert "imdb suspects: 1 of 3 meet the issue's bars" in out
     assert "; missed by badnet_rw (CA 79.0%), sos (ASR 85.0%)" in out
-    assert "| imdb/sos | 82.0% / 85.0% | | not defended | | | | |" in out
+    assert "| imdb/sos | 82.0% / 85.0% (linear, warm-up 0.2) | | not defended | | | | |" in out
+    # a suspect trained otherwise than 3 constant-rate epochs says how; the default says nothing
+    assert "| imdb/badnet_sl | 80.0% / 100.0% (5 epochs) | 1 (1) |" in out
+    assert "| imdb/badnet_rw | 79.0% / 98.4% | 1 (1) |" in out
     # an undefended suspect is left out of the dataset's mean ASR after the defense
     assert "imdb: mean ASR after the defense 0.500 over 2 attacks" in out
 
