@@ -219,7 +219,9 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
-    args.key_epochs = dict(parse_key_epochs(p, item) for item in args.key_epochs)
+    # an entry equal to --train_epochs is dropped: 3 and 3.0 would hash to different cache keys
+    key_epochs = dict(parse_key_epochs(p, item) for item in args.key_epochs)
+    args.key_epochs = {key: epochs for key, epochs in key_epochs.items() if epochs != args.train_epochs}
     if args.defense != "default" and (args.search or args.finetune or args.unlearning or args.reference != "none"):
         p.error(
             f"--defense {args.defense} takes its recipe's settings: drop --search, --finetune, --unlearning and "
@@ -319,8 +321,7 @@ class Run:
 
     def epochs(self, name: str, attack_name: str | None) -> float:
         """A key's training epochs: its --key_epochs entry, else --train_epochs."""
-        epochs = self.args.key_epochs.get(f"{name}/{attack_name or 'clean'}", self.args.train_epochs)
-        return self.args.train_epochs if epochs == self.args.train_epochs else epochs  # 3 and 3.0: one cache key
+        return self.args.key_epochs.get(f"{name}/{attack_name or 'clean'}", self.args.train_epochs)
 
     def _train(self, data, tok, name: str, attack_name: str | None, tokenizer, base):
         """Cross-entropy, or the attack's own trainer for RIPPLe / LWP."""
