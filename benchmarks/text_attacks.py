@@ -120,6 +120,25 @@ def parse_args(argv=None):
     p.add_argument("--defense_size", type=int, default=500)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
+        "--clean_seeds",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="SEED",
+        help="train each dataset's clean model again with these seeds (training rows, head and data order; the same "
+        "test rows) and record every seed's CA under ca_seeds: how far the clean reference of the CA bar moves "
+        "with the draw",
+    )
+    p.add_argument(
+        "--others",
+        nargs=2,
+        default=None,
+        choices=[a for a in ATTACKS if a not in ("badnet_rw", "syntactic")],
+        metavar="ATTACK",
+        help="the two attacks besides BadNet-RW for IMDB, Twitter and AG News, instead of the two best on SST-2 in "
+        "this run (e.g. to measure their clean models' ASR sets without SST-2 results)",
+    )
+    p.add_argument(
         "--defense_seed",
         type=int,
         default=None,
@@ -219,6 +238,7 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
+    args.clean_seeds = [seed for seed in dict.fromkeys(args.clean_seeds) if seed != args.seed]
     # an entry equal to --train_epochs is dropped: 3 and 3.0 would hash to different cache keys
     key_epochs = dict(parse_key_epochs(p, item) for item in args.key_epochs)
     args.key_epochs = {key: epochs for key, epochs in key_epochs.items() if epochs != args.train_epochs}
@@ -262,8 +282,9 @@ def parse_key_epochs(p: argparse.ArgumentParser, item: str) -> tuple[str, float]
 class Run:
     """Everything shared by the runs of one benchmark invocation."""
 
-    def __init__(self, args):
+    def __init__(self, args, test_seed: int | None = None):
         self.args = args
+        self.test_seed = args.seed if test_seed is None else test_seed  # the test rows stay when `reseeded`
         self.setups = {n: replace(s, train_size=args.train_size.get(n, s.train_size)) for n, s in SETUPS.items()}
         self.model_path = args.model or minilm_path()
         self.scratch = tempfile.mkdtemp(prefix="ebyd_text_attacks_")
@@ -281,7 +302,7 @@ class Run:
                 kwargs = {"paraphrases": os.path.join(args.data, setup.paraphrases)}
             attack = create_attack(attack_name, **kwargs)
         task = load_task(os.path.join(args.data, folder), task=name)
-        task["test"] = subsample(task["test"], setup.test_size, seed=args.seed)
+        task["test"] = subsample(task["test"], setup.test_size, seed=self.test_seed)
         data = poison_task(
             task,
             attack,
@@ -361,17 +382,28 @@ class Run:
         transformers.set_seed(self.args.seed)  # the fresh head is drawn from the seed too
         return load_classifier(self.model_path, num_labels=len(names), id2label=dict(enumerate(names)), new_head=True)
 
-    def clean(self, name: str, attacks: Sequence[str] = ()) -> dict:
-        """The dataset's clean model (the same training rows, no poison): its CA, and the share of each of
-        ``attacks``' ASR sets it sends to the target with no backdoor at all (``asr_sets``), the floor an ASR after
-        a defense is read against: a Syntactic ASR set holds paraphrases of negative sentences, and the
-        paraphrasing itself makes some read positive."""
+    def reseeded(self, seed: int) -> Run:
+        """This run with ``seed`` for training (rows, poison, head and data order), the same test rows."""
+        return Run(argparse.Namespace(**{**vars(self.args), "seed": seed}), test_seed=self.test_seed)
+
+    def clean_model(self, name: str):
+        """The dataset's clean model (the same training rows as its suspects, no poison), its tokenizer and the
+        tokenized splits."""
         setup = self.setups[name]
-        start = time.perf_counter()
         data, _, _ = self.data(name, None)
         model, tokenizer = self.base_model(label_names(data))
         tok = {k: prepare(v, tokenizer, max_length=setup.max_length) for k, v in data.items() if k != "test_poisoned"}
         model, _ = self.train(data, tok, name, None, tokenizer, model)
+        return model, tokenizer, tok
+
+    def clean(self, name: str, attacks: Sequence[str] = ()) -> dict:
+        """The dataset's clean model: its CA, and the share of each of ``attacks``' ASR sets it sends to the target
+        with no backdoor at all (``asr_sets``), the floor an ASR after a defense is read against: a Syntactic ASR
+        set holds paraphrases of negative sentences, and the paraphrasing itself makes some read positive. With
+        ``--clean_seeds``, ``ca_seeds`` holds the CA of a clean model trained with each seed (--seed's first)."""
+        setup, args = self.setups[name], self.args
+        start = time.perf_counter()
+        model, tokenizer, tok = self.clean_model(name)
         collator = collator_for(tokenizer)
         m = backdoor_metrics(model, tok["test"], collator=collator, target=setup.target)
         floors = {}
@@ -379,12 +411,15 @@ class Run:
             asr_set = self.data(name, attack_name)[0]["test_poisoned"]
             preds = predict(model, prepare(asr_set, tokenizer, max_length=setup.max_length), collator=collator)
             floors[attack_name] = attack_success_rate(preds, np.asarray(asr_set["original_label"]), setup.target)
-        return {
-            "ca": m["ca"],
-            "clean_target_rate": m["clean_target_rate"],
-            "asr_sets": floors,
-            "seconds": time.perf_counter() - start,
-        }
+        entry = {"ca": m["ca"], "clean_target_rate": m["clean_target_rate"], "asr_sets": floors}
+        if args.clean_seeds:
+            entry["ca_seeds"] = {str(args.seed): m["ca"]}
+            for seed in args.clean_seeds:
+                other, other_tokenizer, other_tok = self.reseeded(seed).clean_model(name)
+                ca = backdoor_metrics(other, other_tok["test"], collator=collator_for(other_tokenizer))["ca"]
+                entry["ca_seeds"][str(seed)] = ca
+                print(f"{name}/clean seed {seed}: CA {ca:.4f}", flush=True)
+        return {**entry, "seconds": time.perf_counter() - start}
 
     def setup_record(self, name: str, attack_name: str, data, attack, rate: float, selected_by: str) -> dict:
         """What made a key's suspect (data, poison, training), as its results entry records it."""
@@ -560,14 +595,19 @@ def pick_others(results: dict, clean_ca: float | None) -> list[str]:
     return [s[-1] for s in sorted(scored)[:2]]
 
 
-def plan_attacks(name: str, results: dict, only: list[str] | None) -> list[tuple[str, str]]:
+def plan_attacks(
+    name: str, results: dict, only: list[str] | None, others: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
     """The attacks to run on dataset ``name``, each with why: all six on SST-2; elsewhere BadNet-RW and the two
-    best on SST-2 in ``results`` (`pick_others`), plus any attack that ``only`` names for the dataset (a key re-run
-    alone has no SST-2 results to pick from)."""
+    ``others`` (by default the best two on SST-2 in ``results``: `pick_others`), plus any attack that ``only`` names
+    for the dataset (a key re-run alone has no SST-2 results to pick from)."""
     if name == "sst2":
         return [(a, "all six attacks on SST-2") for a in ATTACKS]
-    others = pick_others(results, results.get("sst2/clean", {}).get("ca"))
-    why = f"best two on SST-2 in this run (besides badnet_rw): {others}"
+    if others:
+        others, why = list(others), "named by --others"
+    else:
+        others = pick_others(results, results.get("sst2/clean", {}).get("ca"))
+        why = f"best two on SST-2 in this run (besides badnet_rw): {others}"
     plan = [("badnet_rw", "always")] + [(a, why) for a in others]
     named = [a for a in ATTACKS if f"{name}/{a}" in (only or ()) and a not in dict(plan)]
     return plan + [(a, "named by --only") for a in named]
@@ -600,7 +640,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     for name in args.datasets:
-        plan = plan_attacks(name, results, args.only)
+        plan = plan_attacks(name, results, args.only, args.others)
         if wanted(f"{name}/clean"):
             results[f"{name}/clean"] = run.clean(name, [a for a, _ in plan])
             print(f"{name}/clean", results[f"{name}/clean"], flush=True)
@@ -674,7 +714,10 @@ def print_table(results: dict) -> None:
     for key in sorted(results, key=order):
         r = results[key]
         if key.endswith("/clean"):
-            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model) | | | | | | |")
+            seeds = r.get("ca_seeds") or {}
+            each = ", ".join(f"{100 * ca:.1f}%" for ca in seeds.values())
+            each = f"; seeds {', '.join(seeds)}: {each}" if seeds else ""
+            print(f"| {key} | CA {100 * r['ca']:.1f}% (clean model{each}) | | | | | | |")
             continue
         if "after_rp" not in r:  # --suspects_only
             print(f"| {key} | {pct(r['suspect'])}{training(r)} | | not defended | | | | |")
@@ -724,25 +767,41 @@ def training(entry: dict) -> str:
 
 def suspect_bars(results: dict, name: str) -> str | None:
     """One line on dataset ``name``'s suspects against the issue's bars: ASR at least 90% (Syntactic 80%) and CA
-    within 3 points of the clean model's (None without the clean model or any suspect)."""
-    clean = results.get(f"{name}/clean", {}).get("ca")
+    within 3 points of the clean model's (None without the clean model or any suspect); and, when the clean entry
+    holds several seeds' CA (``--clean_seeds``), against their mean too."""
+    clean = results.get(f"{name}/clean", {})
     attacks = [a for a in ATTACKS if f"{name}/{a}" in results]
-    if clean is None or not attacks:
+    if "ca" not in clean or not attacks:
         return None
-    misses = []
-    for attack in attacks:
-        suspect = results[f"{name}/{attack}"]["suspect"]
-        missed = [f"CA {100 * suspect['ca']:.1f}%"] if suspect["ca"] < clean - SUSPECT_CA_GAP - 1e-9 else []
-        if suspect["asr"] < SUSPECT_ASR_BAR.get(attack, SUSPECT_ASR_BAR[None]):
-            missed.append(f"ASR {100 * suspect['asr']:.1f}%")
-        if missed:
-            misses.append(f"{attack} ({', '.join(missed)})")
-    met = len(attacks) - len(misses)
-    return (
-        f"{name} suspects: {met} of {len(attacks)} meet the issue's bars (ASR >= 90%, Syntactic 80%; CA >= "
-        f"{100 * (clean - SUSPECT_CA_GAP):.1f}%, the clean model's minus 3 points)"
-        + (f"; missed by {', '.join(misses)}" if misses else "")
-    )
+
+    def misses(reference: float) -> list[str]:
+        missed = []
+        for attack in attacks:
+            suspect = results[f"{name}/{attack}"]["suspect"]
+            short = [f"CA {100 * suspect['ca']:.1f}%"] if suspect["ca"] < reference - SUSPECT_CA_GAP - 1e-9 else []
+            if suspect["asr"] < SUSPECT_ASR_BAR.get(attack, SUSPECT_ASR_BAR[None]):
+                short.append(f"ASR {100 * suspect['asr']:.1f}%")
+            if short:
+                missed.append(f"{attack} ({', '.join(short)})")
+        return missed
+
+    def verdict(reference: float, bars: str) -> str:
+        missed = misses(reference)
+        return f"{len(attacks) - len(missed)} of {len(attacks)} meet {bars}" + (
+            f"; missed by {', '.join(missed)}" if missed else ""
+        )
+
+    ca_bar = f"CA >= {100 * (clean['ca'] - SUSPECT_CA_GAP):.1f}%, the clean model's minus 3 points"
+    line = f"{name} suspects: " + verdict(clean["ca"], f"the issue's bars (ASR >= 90%, Syntactic 80%; {ca_bar})")
+    seeds = clean.get("ca_seeds") or {}
+    if len(seeds) > 1:  # one clean model's CA is one draw: the bar against the mean of several
+        mean, low, high = np.mean(list(seeds.values())), min(seeds.values()), max(seeds.values())
+        line += (
+            f"; against the mean CA of the clean models of seeds {', '.join(seeds)} ({100 * mean:.1f}%, "
+            f"{100 * low:.1f}–{100 * high:.1f}%): "
+            + verdict(mean, f"them (CA >= {100 * (mean - SUSPECT_CA_GAP):.1f}%)")
+        )
+    return line
 
 
 def floor_of(results: dict, key: str) -> float | None:

@@ -363,3 +363,63 @@ def test_key_epochs_trains_one_key_longer_under_the_key_a_whole_run_at_those_epo
         with pytest.raises(SystemExit):
             bench.parse_args(["--key_epochs", bad])
         assert "--key_epochs takes DATASET/ATTACK=EPOCHS" in capsys.readouterr().err
+
+
+def test_clean_seeds_train_the_clean_model_again_on_the_same_test_rows(bench, tmp_path, monkeypatch):
+    from .conftest import make_sentiment_task, make_tokenizer, tiny_bert
+
+    monkeypatch.setattr(bench.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setitem(bench.SETUPS, "sst2", bench.replace(bench.SETUPS["sst2"], test_size=60))
+    (tmp_path / "data" / "sst2").mkdir(parents=True)
+    for split, ds in make_sentiment_task(400, 150).items():
+        ds.to_parquet(str(tmp_path / "data" / "sst2" / f"{split}.parquet"))
+    tiny_bert().save_pretrained(tmp_path / "base")
+    make_tokenizer().save_pretrained(tmp_path / "base")
+    argv = ["--data", str(tmp_path / "data"), "--model", str(tmp_path / "base"), "--defense_size", "100"]
+    argv += ["--train_size", "sst2=200", "--train_epochs", "1", "--clean_seeds", "43", "42", "43"]
+    run = bench.Run(bench.parse_args(argv))
+    assert run.args.clean_seeds == [43]  # --seed's own model is the entry's CA; a seed is trained once
+
+    entry = run.clean("sst2")
+    assert list(entry["ca_seeds"]) == ["42", "43"] and entry["ca_seeds"]["42"] == entry["ca"]
+    assert 0.0 <= entry["ca_seeds"]["43"] <= 1.0
+    ours, other = run.data("sst2", None)[0], run.reseeded(43).data("sst2", None)[0]
+    assert other["test"]["text"] == ours["test"]["text"] and len(ours["test"]) == 60  # the bar's test rows
+    assert other["train"]["text"] != ours["train"]["text"]  # the draw the reference is measured over
+
+
+def test_others_name_the_two_attacks_beside_badnet_rw_without_sst2_results(bench, capsys):
+    assert bench.plan_attacks("imdb", {}, None, ["badnet_sl", "sos"]) == [
+        ("badnet_rw", "always"),
+        ("badnet_sl", "named by --others"),
+        ("sos", "named by --others"),
+    ]
+    assert [a for a, _ in bench.plan_attacks("sst2", {}, None, ["badnet_sl", "sos"])] == list(bench.ATTACKS)
+    for bad in (["badnet_sl"], ["badnet_rw", "sos"], ["syntactic", "sos"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--others", *bad])
+        assert "--others" in capsys.readouterr().err
+
+
+def test_table_reads_the_suspects_ca_against_the_mean_of_the_clean_seeds(bench, tmp_path, capsys):
+    suspect_only = entry(0.795, 0.989)
+    del suspect_only["after_rp"]  # --suspects_only
+    results = {
+        "twitter/clean": {"ca": 0.837, "ca_seeds": {"42": 0.837, "43": 0.808, "44": 0.828}},
+        "twitter/badnet_rw": suspect_only,
+        "twitter/sos": entry(0.828, 0.966),
+    }
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    bench.main(["--table", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "| twitter/clean | CA 83.7% (clean model; seeds 42, 43, 44: 83.7%, 80.8%, 82.8%) |" in out
+    assert "twitter suspects: 1 of 2 meet the issue's bars" in out and "; missed by badnet_rw (CA 79.5%)" in out
+    assert (
+        "; against the mean CA of the clean models of seeds 42, 43, 44 (82.4%, 80.8–83.7%): 2 of 2 meet them "
+        "(CA >= 79.4%)" in out
+    )
+    # one clean seed: no second reading
+    results["twitter/clean"] = {"ca": 0.837}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    bench.main(["--table", str(tmp_path / "r.json")])
+    assert "against the mean" not in capsys.readouterr().out
