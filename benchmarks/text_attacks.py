@@ -21,6 +21,8 @@ training sets exist offline). Nothing is chosen on an evaluation split; it is on
     python benchmarks/text_attacks.py --only twitter/badnet_sl --defense recipe --defense_seed 44  # another draw
     python benchmarks/text_attacks.py --suspects_only --train_epochs 5 --lr_scheduler linear --warmup 0.2  # bars only
     python benchmarks/text_attacks.py --datasets agnews --key_epochs agnews/badnet_rw=5 agnews/badnet_sl=5  # per key
+    python benchmarks/text_attacks.py --clean_seeds 43 44 --others badnet_sl sos --only sst2/clean twitter/clean
+        # the clean models again at two more seeds: the CA bar against their mean as well
 
 ``--defense recipe`` defends each key as ``recipes/<dataset>/<attack>.yaml`` does (reference model, trigger
 search, harder unlearning and its schedule for the attacks whose recipes set them), which needs the attack known;
@@ -419,7 +421,7 @@ class Run:
                 ca = backdoor_metrics(other, other_tok["test"], collator=collator_for(other_tokenizer))["ca"]
                 entry["ca_seeds"][str(seed)] = ca
                 print(f"{name}/clean seed {seed}: CA {ca:.4f}", flush=True)
-        return {**entry, "seconds": time.perf_counter() - start}
+        return {**entry, "seconds": time.perf_counter() - start, "environment": environment()}
 
     def setup_record(self, name: str, attack_name: str, data, attack, rate: float, selected_by: str) -> dict:
         """What made a key's suspect (data, poison, training), as its results entry records it."""
