@@ -241,6 +241,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.train_size = dict(parse_train_size(p, item) for item in args.train_size)
     args.clean_seeds = [seed for seed in dict.fromkeys(args.clean_seeds) if seed != args.seed]
+    if args.others and args.others[0] == args.others[1]:
+        p.error(f"--others takes two different attacks, got {args.others[0]!r} twice")
     # an entry equal to --train_epochs is dropped: 3 and 3.0 would hash to different cache keys
     key_epochs = dict(parse_key_epochs(p, item) for item in args.key_epochs)
     args.key_epochs = {key: epochs for key, epochs in key_epochs.items() if epochs != args.train_epochs}
@@ -416,9 +418,9 @@ class Run:
         entry = {"ca": m["ca"], "clean_target_rate": m["clean_target_rate"], "asr_sets": floors}
         if args.clean_seeds:
             entry["ca_seeds"] = {str(args.seed): m["ca"]}
-            for seed in args.clean_seeds:
-                other, other_tokenizer, other_tok = self.reseeded(seed).clean_model(name)
-                ca = backdoor_metrics(other, other_tok["test"], collator=collator_for(other_tokenizer))["ca"]
+            for seed in args.clean_seeds:  # a reseeded run keeps the test rows: scored on this run's ``tok``
+                other, _, _ = self.reseeded(seed).clean_model(name)
+                ca = backdoor_metrics(other, tok["test"], collator=collator)["ca"]
                 entry["ca_seeds"][str(seed)] = ca
                 print(f"{name}/clean seed {seed}: CA {ca:.4f}", flush=True)
         return {**entry, "seconds": time.perf_counter() - start, "environment": environment()}

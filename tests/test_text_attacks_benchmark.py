@@ -395,7 +395,7 @@ def test_others_name_the_two_attacks_beside_badnet_rw_without_sst2_results(bench
         ("sos", "named by --others"),
     ]
     assert [a for a, _ in bench.plan_attacks("sst2", {}, None, ["badnet_sl", "sos"])] == list(bench.ATTACKS)
-    for bad in (["badnet_sl"], ["badnet_rw", "sos"], ["syntactic", "sos"]):
+    for bad in (["badnet_sl"], ["badnet_rw", "sos"], ["syntactic", "sos"], ["sos", "sos"]):
         with pytest.raises(SystemExit):
             bench.parse_args(["--others", *bad])
         assert "--others" in capsys.readouterr().err
