@@ -423,3 +423,20 @@ def test_table_reads_the_suspects_ca_against_the_mean_of_the_clean_seeds(bench, 
     (tmp_path / "r.json").write_text(json.dumps(results))
     bench.main(["--table", str(tmp_path / "r.json")])
     assert "against the mean" not in capsys.readouterr().out
+
+
+def test_readme_table_is_what_the_committed_results_files_give(bench, capsys, monkeypatch):
+    """The README's main table is what its own `--table` command prints: a new results file cannot leave it stale."""
+    root = BENCHMARKS.parent
+    readme = (root / "README.md").read_text()
+    command = readme.split("# the table below: results files merged in order", 1)[1].split("```", 1)[0]
+    files = [word for word in command.replace("\\\n", " ").split() if word.endswith(".json")]
+    assert len(files) >= 2
+    monkeypatch.chdir(root)
+    bench.main(["--table", *files])
+    printed = capsys.readouterr().out.splitlines()
+    rows = [line for line in printed if line.startswith("| ") or ": mean ASR" in line or " suspects: " in line]
+    assert any(line.startswith("| twitter/badnet_rw") for line in rows)
+    as_printed = readme.replace("**", "")  # the README bolds each recipe setting's defended CA / ASR by hand
+    missing = [line for line in rows if line not in as_printed]
+    assert not missing, f"README's text attacks table is stale; rerun its --table command: {missing[:3]}"
