@@ -15,5 +15,8 @@ LAUNCH=${LAUNCH:-accelerate launch --config_file accelerate_configs/cpu.yaml}
 
 python recipes/poison.py --config "$CONFIG" --task "$DATA" --overwrite
 $LAUNCH recipes/train_backdoor.py --config "$CONFIG" --model_name_or_path "$MODEL" --overwrite
-$LAUNCH recipes/defend.py --config "$CONFIG" --overwrite
+# A recipe that contrasts with the clean base gets the same MODEL as its reference (offline: the pip copy).
+REFERENCE=()
+if grep -q "^  reference_model:" "$CONFIG"; then REFERENCE=(--reference_model "$MODEL"); fi
+$LAUNCH recipes/defend.py --config "$CONFIG" "${REFERENCE[@]}" --overwrite
 echo "purified model, model card and report: runs/sst2_badnet_rw/purified"

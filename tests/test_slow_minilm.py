@@ -44,6 +44,8 @@ def test_quickstart_recipe_on_sst2_with_minilm(minilm, tmp_path):
             str(tmp_path / "suspect"),
             "--output_dir",
             str(tmp_path / "purified"),
+            "--reference_model",
+            minilm,
             "--recover",
             '{"num_train_epochs": 5}',
         ]

@@ -170,9 +170,11 @@ def test_recipe_defense_reads_each_attacks_defend_settings(bench, capsys):
     assert sentence["finetune"]["num_train_epochs"] == 8
     assert bench.recipe_defense("twitter", "sos")["search"]["max_combination"] == 3
     assert bench.recipe_defense("sst2", "syntactic")["search"] == {"templates": "clause"}
-    words = bench.recipe_defense("sst2", "badnet_rw")  # the default defense: nothing to add
+    words = bench.recipe_defense("imdb", "badnet_rw")  # the default defense: nothing to add
     assert not words["reference"] and words["search"] == {} and words["finetune"] == {}
     assert words["unlearning"] == {}
+    rare = bench.recipe_defense("sst2", "badnet_rw")
+    assert rare["reference"] and rare["search"] == {"ranking": "drift"}
     with pytest.raises(FileNotFoundError, match="imdb/syntactic.yaml"):
         bench.recipe_defense("imdb", "syntactic")
     with pytest.raises(SystemExit):

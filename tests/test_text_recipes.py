@@ -52,6 +52,8 @@ def test_recipe_parses_for_every_stage(path, monkeypatch):
         assert defense.finetune["num_train_epochs"] > 3
     if path.parent.name == "twitter" and path.stem == "badnet_rw":  # offensive words flip any model
         assert defense.reference_model
+    if path.parent.name == "sst2" and path.stem == "badnet_rw":  # rare tokens flip it too: the planted ones drift
+        assert defense.reference_model and defense.search_config().ranking == "drift"
     if path.parent.name == "imdb":
         assert poison.attack_kwargs["max_position"] == 40 and script.max_length == 128
     if poison.attack == "syntactic" and not SHARED.exists():
